@@ -1,0 +1,198 @@
+"""The labeled dataset format, one for prepared real, synthetic and augmented data alike.
+
+    <root>/<class_name>/<id>.png   an ImageFolder tree; class names sort in label order
+    <root>/metadata.parquet        one row per image (METADATA_SCHEMA), file_name relative to <root>
+    <root>/classes.json            class names in label order
+    <root>/README.md               the dataset card
+
+It loads unchanged with ``torchvision.datasets.ImageFolder(root)``, ``pandas.read_parquet``, and
+:func:`load_dataset`. The writer streams: PNGs are encoded (libpng through torchvision) and written by a
+thread pool with a bounded queue, and metadata goes out in Parquet row groups, so memory does not grow
+with the number of images.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torchvision.io import decode_png, encode_png
+
+from synthdata.errors import SynthdataError
+
+# torchvision 0.29 marks its libpng codec deprecated in favour of TorchCodec, which does not encode PNG yet.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
+
+METADATA_SCHEMA = pa.schema([
+    ("file_name", pa.string()),          # relative to the dataset root: <class_name>/<id>.png
+    ("label", pa.string()),              # class name
+    ("label_id", pa.int64()),
+    ("split", pa.string()),              # train / val / test
+    ("source", pa.string()),             # real / synthetic
+    ("generator", pa.string()),          # registry name of the generator; null for real images
+    ("checkpoint_sha256", pa.string()),  # sha256 of the checkpoint file that made it; null for real
+    ("seed", pa.int64()),                # latent seed: generator.generate([label_id], seed) remakes it
+    ("origin", pa.string()),             # where a real image came from in its source
+    ("pixel_sha256", pa.string()),       # sha256 of the raw uint8 pixels (C, H, W): duplicate/leak checks
+])
+
+
+def _pixel_hashes(images: np.ndarray) -> list[str]:
+    return [hashlib.sha256(a.tobytes()).hexdigest() for a in images]
+
+
+def _write_pngs(paths: list[Path], images: torch.Tensor, level: int) -> None:
+    for path, img in zip(paths, images):
+        data = encode_png(img, compression_level=level).numpy().tobytes()
+        with open(path, "wb") as f:
+            f.write(data)
+
+
+class DatasetWriter:
+    """Write a labeled dataset into an (empty, temporary) folder; call :meth:`close` to finish it."""
+
+    def __init__(self, root: Path, class_names: list[str], workers: int = 0, compression_level: int = 1):
+        self.root = Path(root)
+        self.class_names = list(class_names)
+        self.level = compression_level
+        for name in self.class_names:
+            (self.root / name).mkdir(parents=True, exist_ok=True)
+        self.workers = workers or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="png")
+        self._pending: collections.deque[Future] = collections.deque()
+        self._parquet = pq.ParquetWriter(self.root / "metadata.parquet", METADATA_SCHEMA, compression="zstd")
+        self.counts = collections.Counter()
+
+    def add(self, images: torch.Tensor | np.ndarray, label_ids: np.ndarray, ids: list[str], *,
+            split: str, source: str, generator: str | None = None, checkpoint_sha256: str | None = None,
+            seeds: np.ndarray | None = None, origins: list[str] | None = None) -> None:
+        """Queue a batch: uint8 images (N, C, H, W), class ids, file ids (unique, no extension)."""
+        images = torch.as_tensor(images).contiguous()
+        label_ids = np.asarray(label_ids, dtype=np.int64)
+        n = len(label_ids)
+        labels = [self.class_names[i] for i in label_ids]
+        file_names = [f"{lab}/{i}.png" for lab, i in zip(labels, ids)]
+        table = pa.table({
+            "file_name": file_names, "label": labels, "label_id": label_ids, "split": [split] * n,
+            "source": [source] * n, "generator": [generator] * n, "checkpoint_sha256": [checkpoint_sha256] * n,
+            "seed": seeds if seeds is not None else pa.nulls(n, pa.int64()),
+            "origin": origins if origins is not None else pa.nulls(n, pa.string()),
+            "pixel_sha256": _pixel_hashes(images.numpy()),
+        }, schema=METADATA_SCHEMA)
+        self._parquet.write_table(table)
+        self.counts.update(labels)
+        paths = [self.root / f for f in file_names]
+        step = -(-n // self.workers)
+        for lo in range(0, n, step):
+            self._pending.append(self._pool.submit(_write_pngs, paths[lo:lo + step], images[lo:lo + step], self.level))
+        while len(self._pending) > 2 * self.workers:  # bounded memory: at most ~2 batches in flight
+            self._pending.popleft().result()
+
+    def add_files(self, src_root: Path, metadata: pd.DataFrame) -> None:
+        """Copy already-written images (hard links where possible) with their metadata rows."""
+        for rel in metadata["file_name"]:
+            src, dst = src_root / rel, self.root / rel
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
+        self._parquet.write_table(pa.Table.from_pandas(metadata, schema=METADATA_SCHEMA, preserve_index=False))
+        self.counts.update(metadata["label"])
+
+    def close(self, card: str) -> None:
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True)
+            self._parquet.close()
+        (self.root / "classes.json").write_text(json.dumps(self.class_names, indent=2) + "\n")
+        (self.root / "README.md").write_text(card)
+
+
+@dataclass
+class LoadedDataset:
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor  # int64 (N,)
+    class_names: list[str]
+    metadata: pd.DataFrame
+
+
+def read_metadata(root: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
+    root = Path(root)
+    meta, classes = root / "metadata.parquet", root / "classes.json"
+    if not meta.is_file() or not classes.is_file():
+        raise SynthdataError(f"{root}: not a synthdata dataset (no metadata.parquet / classes.json); "
+                             "run the stage that makes it first")
+    return pd.read_parquet(meta), json.loads(classes.read_text())
+
+
+def _decode(root: Path, names: Iterable[str]) -> list[torch.Tensor]:
+    from torchvision.io import read_file
+
+    return [decode_png(read_file(str(root / n))) for n in names]
+
+
+def load_dataset(root: str | os.PathLike, workers: int = 0) -> LoadedDataset:
+    """Load a dataset as uint8 tensors (N, C, H, W) and int64 labels, in metadata order."""
+    root = Path(root)
+    df, class_names = read_metadata(root)
+    names = df["file_name"].tolist()
+    workers = workers or os.cpu_count() or 1
+    step = max(1, -(-len(names) // (4 * workers)))
+    with ThreadPoolExecutor(workers) as pool:
+        parts = list(pool.map(lambda lo: _decode(root, names[lo:lo + step]), range(0, len(names), step)))
+    flat = [t for part in parts for t in part]
+    images = torch.stack(flat) if flat else torch.empty(0, 1, 8, 8, dtype=torch.uint8)
+    labels = torch.tensor(df["label_id"].to_numpy(dtype=np.int64))
+    return LoadedDataset(images, labels, class_names, df)
+
+
+def dataset_card(title: str, summary: str, counts: dict[str, int], class_names: list[str],
+                 provenance: list[str], license: str) -> str:
+    rows = "\n".join(f"| {c} | {counts.get(c, 0)} |" for c in class_names)
+    prov = "\n".join(f"- {p}" for p in provenance)
+    return f"""# {title}
+
+{summary}
+
+## Contents
+
+| class | images |
+| --- | --- |
+{rows}
+| **total** | **{sum(counts.values())}** |
+
+## Provenance
+
+{prov}
+
+## License
+
+{license}
+
+## Loading
+
+```python
+import pandas as pd, torchvision, synthdata
+ds = torchvision.datasets.ImageFolder("<this folder>")    # PIL images, labels in classes.json order
+meta = pd.read_parquet("<this folder>/metadata.parquet")  # one row per image
+data = synthdata.load_dataset("<this folder>")            # uint8 tensors (N, C, H, W) and labels
+```
+
+Columns of `metadata.parquet`: {", ".join(f"`{f.name}`" for f in METADATA_SCHEMA)}.
+"""

@@ -1,0 +1,9 @@
+"""The one exception type for a user's mistake.
+
+Anything raised as :class:`SynthdataError` is printed by the CLI as a single line and exits non-zero,
+without a traceback. Bugs (every other exception) keep their traceback.
+"""
+
+
+class SynthdataError(Exception):
+    """A problem with the user's input: a path, a file, a parameter. The message says how to fix it."""

@@ -1,0 +1,156 @@
+"""Typed parameters: ``params.yaml`` has one section per stage; this module is the only place it is read.
+
+Unknown keys, wrong types and out-of-range values stop with one line naming the file and the key.
+The generator sections under ``train`` are validated by each registered generator's own Config.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from synthdata import generators
+from synthdata.errors import SynthdataError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsParams(Section):
+    prepared: str = "data/prepared"
+    models: str = "data/models"
+    synthetic: str = "data/synthetic"
+    augmented: str = "data/augmented"
+
+
+class DataParams(Section):
+    source: str = Field("sklearn-digits", description="a registered data source")
+    path: str | None = Field(None, description="folder or file for sources that read one")
+    image_size: tuple[int, int] | None = Field(
+        None, description="[height, width] to bring every image to; null keeps the source's size")
+    resize: Literal["error", "resize", "center-crop"] = Field(
+        "error", description="images of another size: stop, resize (bicubic) or center-crop/pad")
+    channels: Literal["auto", 1, 3] = "auto"
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _square(cls, v: Any) -> Any:
+        return (v, v) if isinstance(v, int) else v
+
+    @field_validator("image_size")
+    @classmethod
+    def _size_range(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and not all(8 <= s <= 64 for s in v):
+            raise ValueError("height and width must be between 8 and 64")
+        return v
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, v: str) -> str:
+        from synthdata import sources
+
+        if v not in sources.REGISTRY:
+            raise ValueError(f"unknown source {v!r}; choose one of: {', '.join(sorted(sources.REGISTRY))}")
+        return v
+
+
+class PrepareParams(Section):
+    seed: int = Field(0, ge=0)
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5, description="ignored when the source has a test split")
+
+
+class TrainCommon(Section):
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(0, ge=0, description="CPU threads; 0 uses every core")
+    checkpoint_every: int = Field(500, gt=0)
+    log_every: int = Field(25, gt=0)
+
+
+def _train_model() -> type[Section]:
+    fields = {name: (cls.Config, cls.Config()) for name, cls in generators.REGISTRY.items()}
+    return create_model("TrainParams", __base__=TrainCommon, **fields)  # type: ignore[call-overload]
+
+
+TrainParams = _train_model()
+
+
+class SampleParams(Section):
+    seed: int = Field(0, ge=0, le=2**62, description="latent seed of the first image")
+    per_class: int = Field(500, gt=0, le=10_000_000, description="images per class (class-balanced)")
+    counts: dict[str, int] = Field(
+        default_factory=dict, description="per-class counts by class name; overrides per_class")
+    batch_size: int = Field(1000, gt=0, le=65536)
+    workers: int = Field(0, ge=0, le=64, description="PNG writer processes; 0 uses every core")
+
+    @field_validator("counts")
+    @classmethod
+    def _positive(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = {k: n for k, n in v.items() if n <= 0}
+        if bad:
+            raise ValueError(f"counts must be positive, got {bad}")
+        return v
+
+
+class Params(Section):
+    generators: list[str] = Field(default_factory=lambda: ["cgan", "cvae"], min_length=1)
+    paths: PathsParams = PathsParams()
+    data: DataParams = DataParams()
+    prepare: PrepareParams = PrepareParams()
+    train: TrainParams = TrainParams()  # type: ignore[valid-type]
+    sample: SampleParams = SampleParams()
+
+    @field_validator("generators")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        unknown = [g for g in v if g not in generators.REGISTRY]
+        if unknown:
+            raise ValueError(f"unknown generator {unknown[0]!r}; choose from {generators.generator_names()}")
+        return v
+
+    def generator_config(self, name: str) -> generators.GeneratorConfig:
+        return getattr(self.train, generators.get(name).name)
+
+
+def _describe(err: dict, file: str) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{file}: unknown key '{key}' (check its spelling; the README lists every key)"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{file}: {key}: {msg} (got {err.get('input')!r})"
+
+
+def load_params(path: str | os.PathLike = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Read and validate a params file; ``overrides`` maps dotted keys to values (applied first)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SynthdataError(f"{path}: parameters file not found (pass --params PATH)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SynthdataError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise SynthdataError(f"{path}: must be a mapping of sections (data, prepare, train, sample)")
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise SynthdataError(_describe(errors[0], str(path)) + extra) from None
+
+
+def resolved(params: Params) -> dict[str, Any]:
+    """The parameters as plain data, written beside every output."""
+    return params.model_dump(mode="json")

@@ -1,0 +1,65 @@
+"""Stage ``prepare``: load the configured source and write a deterministic, stratified train/val/test
+split, each split a dataset in the synthdata format under ``paths.prepared/<split>``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from synthdata import sources
+from synthdata.dataset import DatasetWriter, dataset_card
+from synthdata.errors import SynthdataError
+from synthdata.fsutil import atomic_dir, write_json
+from synthdata.params import Params, resolved
+
+SPLITS = ("train", "val", "test")
+
+
+def split_indices(labels: np.ndarray, params, predefined: np.ndarray | None, class_names) -> dict[str, np.ndarray]:
+    """Stratified, seeded split; a source's own test split is kept as the test split."""
+    counts = np.bincount(labels, minlength=len(class_names))
+    if counts.min() < 3:
+        name = class_names[int(counts.argmin())]
+        raise SynthdataError(f"class {name!r} has {counts.min()} image(s); at least 3 are needed for "
+                             "train, val and test")
+    idx = np.arange(len(labels))
+    if predefined is not None:
+        test, rest = idx[predefined == "test"], idx[predefined != "test"]
+        val_size = params.val_fraction
+    else:
+        rest, test = train_test_split(idx, test_size=params.test_fraction, stratify=labels,
+                                      random_state=params.seed)
+        val_size = params.val_fraction / (1.0 - params.test_fraction)
+    train, val = train_test_split(rest, test_size=val_size, stratify=labels[rest], random_state=params.seed)
+    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def run(params: Params, chunk: int = 4096) -> dict:
+    data = sources.load(params.data)
+    parts = split_indices(data.labels, params.prepare, data.splits, data.class_names)
+    out = Path(params.paths.prepared)
+    summary = {"source": data.name, "classes": data.class_names,
+               "image_shape": [int(data.images.shape[3]), int(data.images.shape[1]), int(data.images.shape[2])]}
+    with atomic_dir(out) as tmp:
+        for split, idx in parts.items():
+            writer = DatasetWriter(tmp / split, data.class_names)
+            try:
+                for lo in range(0, len(idx), chunk):
+                    sel = idx[lo:lo + chunk]
+                    writer.add(np.ascontiguousarray(data.images[sel].transpose(0, 3, 1, 2)), data.labels[sel],
+                               [f"real-{i:07d}" for i in sel], split=split, source="real",
+                               origins=[data.origins[i] for i in sel])
+            finally:
+                card = dataset_card(
+                    f"{data.name}: {split} split", f"{data.description}. The {split} split made by "
+                    f"`synthdata prepare` (stratified, seed {params.prepare.seed}).",
+                    dict(writer.counts), data.class_names,
+                    [f"source: {data.name}" + (f" ({params.data.path})" if params.data.path else "")],
+                    data.license)
+                writer.close(card)
+            summary[f"n_{split}"] = int(len(idx))
+        write_json(tmp / "params.json", resolved(params))
+        write_json(tmp / "summary.json", summary)
+    return summary

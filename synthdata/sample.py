@@ -1,0 +1,87 @@
+"""Stage ``sample``: generate a labeled synthetic dataset from a trained generator, and the augmented
+dataset (the real train split plus the synthetic images, told apart by the ``source`` column).
+
+Images stream to disk batch by batch; every image's ``seed`` and ``checkpoint_sha256`` are recorded, so
+``load_generator(ckpt).generate([label_id], seed)`` remakes it bit for bit. Both datasets appear
+together, only when both are complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from synthdata.checkpoint import load_generator
+from synthdata.dataset import DatasetWriter, dataset_card, read_metadata
+from synthdata.errors import SynthdataError
+from synthdata.fsutil import atomic_dir, write_json
+from synthdata.params import Params, SampleParams, resolved
+from synthdata.train import pick_device
+
+
+def plan_counts(params: SampleParams, class_names: list[str]) -> list[int]:
+    unknown = sorted(set(params.counts) - set(class_names))
+    if unknown:
+        raise SynthdataError(f"sample.counts: unknown class {unknown[0]!r}; classes are {class_names}")
+    return [params.counts.get(c, params.per_class) for c in class_names]
+
+
+def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
+        progress: bool | None = None) -> dict:
+    sp = params.sample
+    ckpt = Path(checkpoint) if checkpoint else Path(params.paths.models) / name
+    device = pick_device(params.train.device)
+    torch.set_num_threads(params.train.threads or os.cpu_count() or 1)
+    model = load_generator(ckpt, expect=name, device=device)
+    class_names = model.class_names
+    counts = plan_counts(sp, class_names)
+    labels = np.repeat(np.arange(len(class_names)), counts)
+    seeds = sp.seed + np.arange(len(labels), dtype=np.int64)
+    real_dir = Path(params.paths.prepared) / "train"
+    real_meta, real_classes = read_metadata(real_dir)
+    if real_classes != class_names:
+        raise SynthdataError(f"{ckpt}: generator classes {class_names} differ from {real_dir} {real_classes}; "
+                             "train it on this prepared data")
+    provenance = [f"generator: {name}", f"checkpoint sha256: {model.checkpoint_sha256}",
+                  f"latent seeds {sp.seed}..{sp.seed + len(labels) - 1} (the `seed` column)"]
+    license_ = "Synthetic images made by a generator trained on the real data: same license as the real data."
+    with contextlib.ExitStack() as stack:
+        syn_dir = stack.enter_context(atomic_dir(Path(params.paths.synthetic) / name))
+        aug_dir = stack.enter_context(atomic_dir(Path(params.paths.augmented) / name))
+        writer = DatasetWriter(syn_dir, class_names, workers=sp.workers)
+        try:
+            bar = tqdm(total=len(labels), desc=f"sample {name}", unit="img", mininterval=1.0,
+                       disable=(None if progress is None else not progress))
+            for lo in range(0, len(labels), sp.batch_size):
+                hi = min(lo + sp.batch_size, len(labels))
+                y = torch.from_numpy(labels[lo:hi])
+                images = model.generate_from_seeds(y, torch.from_numpy(seeds[lo:hi]))
+                writer.add(images, labels[lo:hi], [f"{name}-{i:07d}" for i in range(lo, hi)],
+                           split="train", source="synthetic", generator=name,
+                           checkpoint_sha256=model.checkpoint_sha256, seeds=seeds[lo:hi])
+                bar.update(hi - lo)
+            bar.close()
+        finally:
+            writer.close(dataset_card(f"Synthetic {name} dataset", f"{len(labels)} images sampled "
+                                      f"class by class from the `{name}` generator.", dict(writer.counts),
+                                      class_names, provenance, license_))
+        write_json(syn_dir / "params.json", resolved(params))
+        syn_meta, _ = read_metadata(syn_dir)
+        aug = DatasetWriter(aug_dir, class_names)
+        try:
+            aug.add_files(real_dir, real_meta)
+            aug.add_files(syn_dir, syn_meta)
+        finally:
+            aug.close(dataset_card(
+                f"Augmented dataset: real train split + {name}",
+                f"{len(real_meta)} real training images and {len(syn_meta)} synthetic images; the `source` "
+                "column tells them apart.", dict(aug.counts), class_names,
+                provenance + [f"real images: {real_dir}"], license_))
+        write_json(aug_dir / "params.json", resolved(params))
+    return {"generator": name, "n_synthetic": int(len(labels)), "n_augmented": int(len(labels) + len(real_meta)),
+            "checkpoint_sha256": model.checkpoint_sha256}

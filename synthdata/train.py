@@ -1,0 +1,148 @@
+"""Stage ``train``: fit one registered generator on the prepared train split.
+
+A generic loop: seeded batches, the generator's own ``training_step``, the EMA update, a loss table
+(``losses.csv``, plotted by DVC) and checkpoints. The run lives in ``<models>/<name>.partial`` until it
+finishes and then replaces ``<models>/<name>`` whole. Resume restores everything (weights, EMA weights,
+optimizer states, step, RNG state): the resumed run is bit-identical to an uninterrupted one on the CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from synthdata import checkpoint, generators
+from synthdata.dataset import load_dataset
+from synthdata.fsutil import replace_dir, sha256_file, write_json
+from synthdata.params import Params, resolved
+from synthdata.seeding import derive
+
+LOSSES = "losses.csv"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from synthdata.errors import SynthdataError
+
+        raise SynthdataError("train.device: 'cuda' was asked for but no GPU is visible; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+class BatchSampler:
+    """Batch ``step`` is slice ``step % n_batches`` of a permutation seeded by (seed, epoch)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch = n, min(batch_size, n)
+        self.per_epoch = max(1, n // self.batch)
+        self.seed, self._epoch, self._perm = seed, -1, None
+
+    def __call__(self, step: int) -> torch.Tensor:
+        epoch, i = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(derive(self.seed, "epoch", epoch))
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
+        return self._perm[i * self.batch:(i + 1) * self.batch]
+
+
+def _resume_point(out: Path, partial: Path, expect: dict) -> Path | None:
+    """The folder to resume from: the partial run, else a finished shorter run with the same settings."""
+    for folder in (partial, out):
+        if (folder / checkpoint.FILE).is_file():
+            info, _ = checkpoint.read(folder)
+            same = all(info.get(k) == v for k, v in expect.items() if k != "config_wo_steps")
+            cfg, want = dict(info["config"]), dict(expect["config_wo_steps"])
+            cfg.pop("steps", None)
+            if same and cfg == want:
+                return folder
+    return None
+
+
+def run(params: Params, name: str, resume: bool = True, progress: bool | None = None,
+        on_step: Callable[[int], None] | None = None) -> dict:
+    cls = generators.get(name)
+    cfg = params.generator_config(name)
+    common = params.train
+    train_dir = Path(params.paths.prepared) / "train"
+    data = load_dataset(train_dir)
+    device = pick_device(common.device)
+    torch.set_num_threads(common.threads or os.cpu_count() or 1)
+    torch.manual_seed(derive(common.seed, name, "init"))
+    model = cls(cfg, tuple(data.images.shape[1:]), len(data.class_names)).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizers = model.make_optimizers()
+
+    out = Path(params.paths.models) / name
+    partial = out.with_name(f"{name}.partial")
+    meta = {"seed": common.seed, "class_names": data.class_names,
+            "data_sha256": sha256_file(train_dir / "metadata.parquet")}
+    expect = {"generator": name, "seed": common.seed, "data_sha256": meta["data_sha256"],
+              "config_wo_steps": {k: v for k, v in cfg.model_dump(mode="json").items() if k != "steps"}}
+    start, rows = 0, []
+    source = _resume_point(out, partial, expect) if resume else None
+    if source is not None:
+        info, state = checkpoint.read(source)
+        model.load_state_dict(state["model"])
+        for key, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][key])
+        torch.set_rng_state(state["rng"]["torch"])
+        start = min(info["step"], cfg.steps)
+        with open(source / LOSSES, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start]
+        print(f"train {name}: resuming from {source} at step {start}")
+    if source != partial:
+        shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True, exist_ok=True)
+
+    images, labels = data.images.to(device), data.labels.to(device)
+    batches = BatchSampler(len(labels), cfg.batch_size, common.seed)
+    t0 = time.perf_counter()
+    model.train()
+    # Ctrl-C may land inside a step, so nothing is saved on interrupt: resume uses the last periodic
+    # checkpoint, which always holds a consistent state.
+    for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"train {name}",
+                     disable=(None if progress is None else not progress), mininterval=1.0):
+        idx = batches(step).to(device)
+        real = model.pad(images[idx].float().div_(127.5).sub_(1.0))
+        if device.type == "cuda":
+            real = real.contiguous(memory_format=torch.channels_last)
+        rng = torch.Generator(device=device).manual_seed(derive(common.seed, name, step))
+        losses = model.training_step(real, labels[idx], rng, optimizers)
+        model.update_ema(step)
+        done = step + 1
+        if done % common.log_every == 0 or done == cfg.steps:
+            rows.append({"step": done, **{k: f"{float(v):.6g}" for k, v in losses.items()}})
+        if done % common.checkpoint_every == 0 and done < cfg.steps:
+            _save(partial, model, optimizers, done, meta, rows)
+        if on_step is not None:
+            on_step(done)
+    seconds = time.perf_counter() - t0
+    _save(partial, model, optimizers, cfg.steps, meta, rows)
+    trained = cfg.steps - start
+    summary = {"generator": name, "steps": cfg.steps, "resumed_from": start, "seconds": round(seconds, 2),
+               "images_per_s": round(trained * batches.batch / seconds, 1) if trained else None,
+               "device": str(device)}
+    write_json(partial / "params.json", resolved(params))
+    write_json(partial / "summary.json", summary)
+    replace_dir(partial, out)
+    return summary
+
+
+def _save(folder: Path, model, optimizers, step: int, meta: dict, rows: list[dict]) -> None:
+    fields = ["step"] + sorted({k for r in rows for k in r} - {"step"})
+    tmp = folder / f".{LOSSES}.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, folder / LOSSES)
+    checkpoint.save(folder, model, optimizers, step, meta)

@@ -1,0 +1,51 @@
+import json
+
+import pytest
+import torch
+
+from synthdata import checkpoint, generators
+from synthdata.errors import SynthdataError
+from synthdata.generators import latent_noise
+
+
+def test_latent_noise_is_standard_normal_and_per_seed():
+    z = latent_noise(torch.arange(20000, dtype=torch.int64), 16)
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+    assert abs(torch.corrcoef(z.T).fill_diagonal_(0)).max() < 0.05
+    seeds = torch.tensor([5, 2**40 + 3, 0])
+    assert torch.equal(latent_noise(seeds, 8)[1], latent_noise(seeds[1:2], 8)[0])
+    assert not torch.equal(latent_noise(torch.tensor([1]), 8), latent_noise(torch.tensor([2]), 8))
+
+
+def _saved(tmp_path, name="cgan"):
+    cls = generators.get(name)
+    model = cls(cls.Config(width=4, latent_dim=4), (1, 8, 8), 3)
+    checkpoint.save(tmp_path, model, model.make_optimizers(), 0, {"class_names": ["a", "b", "c"]})
+    return model
+
+
+def test_truncated_checkpoint_is_refused(tmp_path):
+    _saved(tmp_path)
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(SynthdataError, match="truncated or corrupt"):
+        checkpoint.load_generator(tmp_path)
+
+
+def test_checkpoint_from_another_generator_is_refused(tmp_path):
+    _saved(tmp_path, "cvae")
+    with pytest.raises(SynthdataError, match="from generator 'cvae', not 'cgan'"):
+        checkpoint.load_generator(tmp_path, expect="cgan")
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(SynthdataError, match="checkpoint not found"):
+        checkpoint.load_generator(tmp_path / "none")
+
+
+def test_json_sidecar_describes_the_tensors(tmp_path):
+    _saved(tmp_path)
+    info = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert info["generator"] == "cgan" and info["config"]["width"] == 4 and len(info["sha256"]) == 64
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert set(state) == {"info", "model", "optimizers", "rng"}
