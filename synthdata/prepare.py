@@ -24,6 +24,14 @@ def split_indices(labels: np.ndarray, params, predefined: np.ndarray | None, cla
         name = class_names[int(counts.argmin())]
         raise SynthdataError(f"class {name!r} has {counts.min()} image(s); at least 3 are needed for "
                              "train, val and test")
+    try:
+        return _split(labels, params, predefined)
+    except ValueError as exc:  # scikit-learn: a split too small to hold every class
+        raise SynthdataError(f"cannot make a stratified split of {len(labels)} images in {len(class_names)} "
+                             f"classes ({exc}); add images or raise prepare.val_fraction/test_fraction") from None
+
+
+def _split(labels: np.ndarray, params, predefined: np.ndarray | None) -> dict[str, np.ndarray]:
     idx = np.arange(len(labels))
     if predefined is not None:
         test, rest = idx[predefined == "test"], idx[predefined != "test"]

@@ -1,0 +1,176 @@
+"""Benchmark for the core (issue 2): training time on the default digits config, and the rate of
+writing a 100,000-image 28x28 labeled dataset (sampling included) against a bare Pillow loop writing the
+same number of ready-made PNGs on every core, measured side by side and interleaved. Prints a table.
+
+    python benchmarks/bench_core.py [--n 100000] [--rounds 2] [--skip-train]
+
+Each measurement runs in its own process, so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _pillow_worker(args):
+    folder, images, lo = args
+    from PIL import Image
+
+    for i, a in enumerate(images):
+        Image.fromarray(a).save(f"{folder}/{lo + i}.png")
+
+
+def measure_pillow(n: int, work: Path) -> dict:
+    """The bare loop: ready-made uint8 images, Pillow's PNG writer, one process per core."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    rng = np.random.default_rng(0)
+    images = (rng.random((n, 28, 28)) < 0.2).astype(np.uint8) * 255
+    cores = os.cpu_count() or 1
+    chunks = [(str(work), images[lo:lo + n // cores], lo) for lo in range(0, n, n // cores)]
+    with ProcessPoolExecutor(cores) as pool:
+        t = time.perf_counter()
+        list(pool.map(_pillow_worker, chunks))
+        seconds = time.perf_counter() - t
+    return {"seconds": seconds, "peak_rss_mb": _peak_mb()}
+
+
+def measure_writer(n: int, work: Path) -> dict:
+    """synthdata's DatasetWriter alone, on the same ready-made images (no generator)."""
+    from synthdata.dataset import DatasetWriter
+
+    rng = np.random.default_rng(0)
+    images = (rng.random((n, 1, 28, 28)) < 0.2).astype(np.uint8) * 255
+    t = time.perf_counter()
+    writer = DatasetWriter(work, [str(i) for i in range(10)])
+    for lo in range(0, n, 1000):
+        writer.add(images[lo:lo + 1000], np.arange(lo, min(lo + 1000, n)) % 10,
+                   [f"s-{i:07d}" for i in range(lo, min(lo + 1000, n))], split="train", source="synthetic",
+                   generator="none", checkpoint_sha256="0" * 64, seeds=np.arange(lo, min(lo + 1000, n)))
+    writer.close("# benchmark\n")
+    return {"seconds": time.perf_counter() - t, "peak_rss_mb": _peak_mb()}
+
+
+def setup_sampling(work: Path, name: str) -> Path:
+    """A 28x28 generator with the default params' architecture (weights don't change the cost)."""
+    from synthdata import checkpoint, generators, prepare
+    from synthdata.params import load_params
+
+    rng = np.random.default_rng(0)
+    np.savez(work / "real.npz", x=(rng.random((300, 28, 28)) * 255).astype(np.uint8), y=np.arange(300) % 10)
+    params = load_params(REPO / "params.yaml", {
+        "data.source": "npz", "data.path": str(work / "real.npz"),
+        **{f"paths.{k}": str(work / k) for k in ("prepared", "models", "synthetic", "augmented")}})
+    prepare.run(params)
+    cls = generators.get(name)
+    model = cls(params.generator_config(name), (1, 28, 28), 10)
+    (work / "models" / name).mkdir(parents=True)
+    checkpoint.save(work / "models" / name, model, model.make_optimizers(), 0,
+                    {"class_names": [str(i) for i in range(10)]})
+    return work
+
+
+def measure_sample(n: int, work: Path, name: str) -> dict:
+    from synthdata import sample
+    from synthdata.params import load_params
+
+    params = load_params(REPO / "params.yaml", {
+        "data.source": "npz", "data.path": str(work / "real.npz"), "train.device": "cpu",
+        "sample.per_class": n // 10,
+        **{f"paths.{k}": str(work / k) for k in ("prepared", "models", "synthetic", "augmented")}})
+    t = time.perf_counter()
+    sample.run(params, name, progress=False)
+    return {"seconds": time.perf_counter() - t, "peak_rss_mb": _peak_mb()}
+
+
+def _child(kind: str, n: int, name: str | None) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, "--n", str(n)] + (["--name", name] if name else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def bench_train() -> list[tuple]:
+    rows = []
+    with tempfile.TemporaryDirectory(dir=REPO) as tmp:
+        paths = {f"paths.{k}": str(Path(tmp) / k) for k in ("prepared", "models", "synthetic", "augmented")}
+        from synthdata import prepare, train
+        from synthdata.params import load_params
+
+        params = load_params(REPO / "params.yaml", paths)
+        prepare.run(params)
+        for name in params.generators:
+            t = time.perf_counter()
+            s = train.run(params, name, progress=False)
+            rows.append((f"train {name} (default digits config, {s['steps']} steps)",
+                         f"{time.perf_counter() - t:.1f} s", f"{s['images_per_s']:.0f} img/s", "<= 120 s"))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--child")
+    ap.add_argument("--name")
+    args = ap.parse_args()
+    if args.child:
+        work = Path(tempfile.mkdtemp(dir=REPO, prefix=".bench-"))
+        try:
+            if args.child in ("pillow", "writer"):
+                (work / "out").mkdir()
+                result = (measure_pillow if args.child == "pillow" else measure_writer)(args.n, work / "out")
+            else:
+                setup_sampling(work, args.name)
+                result = measure_sample(args.n, work, args.name)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(json.dumps(result))
+        return
+
+    import torch
+
+    rows = [] if args.skip_train else bench_train()
+    kinds = [("pillow", None), ("writer", None), ("sample", "cgan"), ("sample", "cvae")]
+    results: dict = {k: [] for k in kinds}
+    for _ in range(args.rounds):  # interleaved, so slow spells of the disk hit every row alike
+        for k in kinds:
+            results[k].append(_child(k[0], args.n, k[1]))
+    small = {k: _child(k[0], args.n // 5, k[1]) for k in kinds[1:]}
+    base = np.median([r["seconds"] for r in results[kinds[0]]])
+    for k in kinds:
+        sec = float(np.median([r["seconds"] for r in results[k]]))
+        label = {"pillow": "bare Pillow loop, ready-made PNGs", "writer": "synthdata DatasetWriter, ready-made images",
+                 "sample": f"synthdata sample {k[1]} (28x28, default width)"}[k[0]]
+        rss = max(r["peak_rss_mb"] for r in results[k])
+        mem = f"peak RSS {rss:.0f} MB"
+        if k in small:
+            mem += f" ({small[k]['peak_rss_mb']:.0f} MB at {args.n // 5})"
+        rows.append((f"{label}: {args.n} images", f"{sec:.1f} s ({args.n / sec:.0f} img/s)",
+                     f"{base / sec:.0%} of bare loop; {mem}", ">= 80%" if k[0] == "sample" else "-"))
+    print(f"\ncores: {os.cpu_count()}  torch {torch.__version__}  threads {torch.get_num_threads()}  "
+          f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}  rounds: {args.rounds} (median)\n")
+    print("| measurement | time | rate / ratio | target |\n| --- | --- | --- | --- |")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()
