@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -37,6 +38,16 @@ class LabeledImages:
     description: str
     splits: np.ndarray | None = None  # a split the source defines itself ('train'/'test'), else None
     extra: dict = field(default_factory=dict)
+
+
+def require_path(params, kind: str, what: str) -> Path:
+    """``data.path`` for sources that read one: present, and an existing folder ('dir') or file ('file')."""
+    if not params.path:
+        raise SynthdataError(f"data.path: the {params.source} source needs {what}")
+    path = Path(params.path)
+    if not (path.is_dir() if kind == "dir" else path.is_file()):
+        raise SynthdataError(f"{path}: {'folder' if kind == 'dir' else 'file'} not found (data.path)")
+    return path
 
 
 def check_class_names(names: list[str], where: str) -> None:

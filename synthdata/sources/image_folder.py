@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from synthdata.errors import SynthdataError
-from synthdata.sources.base import LabeledImages, fit_image, register, sortable_names
+from synthdata.sources.base import LabeledImages, fit_image, register, require_path, sortable_names
 
 
 def _read(path: Path, size, policy: str) -> np.ndarray:
@@ -26,11 +26,7 @@ def _read(path: Path, size, policy: str) -> np.ndarray:
 
 @register("image-folder")
 def load(params) -> LabeledImages:
-    if not params.path:
-        raise SynthdataError("data.path: the image-folder source needs a folder with one sub-folder per class")
-    root = Path(params.path)
-    if not root.is_dir():
-        raise SynthdataError(f"{root}: folder not found (data.path)")
+    root = require_path(params, "dir", "a folder with one sub-folder per class")
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         raise SynthdataError(f"{root}: no class sub-folders; put each class's images in its own folder")

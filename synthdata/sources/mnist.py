@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from synthdata.errors import SynthdataError
-from synthdata.sources.base import LabeledImages, register
+from synthdata.sources.base import LabeledImages, register, require_path
 
 FILES = {
     ("train", "images"): "train-images-idx3-ubyte",
@@ -47,11 +47,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 @register("mnist")
 def load(params) -> LabeledImages:
-    if not params.path:
-        raise SynthdataError("data.path: the mnist source needs the folder of its IDX files")
-    folder = Path(params.path)
-    if not folder.is_dir():
-        raise SynthdataError(f"{folder}: folder not found (data.path)")
+    folder = require_path(params, "dir", "the folder of its IDX files")
     parts = {key: read_idx(_find(folder, stem)) for key, stem in FILES.items()}
     images, labels, splits, origins = [], [], [], []
     for split in ("train", "test"):

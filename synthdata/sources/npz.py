@@ -4,21 +4,15 @@
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
-
 import numpy as np
 
 from synthdata.errors import SynthdataError
-from synthdata.sources.base import LabeledImages, register, sortable_names
+from synthdata.sources.base import LabeledImages, register, require_path, sortable_names
 
 
 @register("npz")
 def load(params) -> LabeledImages:
-    if not params.path:
-        raise SynthdataError("data.path: the npz source needs the path of a .npz file")
-    path = Path(params.path)
-    if not path.is_file():
-        raise SynthdataError(f"{path}: file not found (data.path)")
+    path = require_path(params, "file", "the path of a .npz file")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
