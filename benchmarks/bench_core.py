@@ -68,7 +68,7 @@ def measure_writer(n: int, work: Path) -> dict:
     return {"seconds": time.perf_counter() - t, "peak_rss_mb": _peak_mb()}
 
 
-def setup_sampling(work: Path, name: str) -> Path:
+def setup_sampling(work: Path, name: str, width: int | None) -> Path:
     """A 28x28 generator with the default params' architecture (weights don't change the cost)."""
     from synthdata import checkpoint, generators, prepare
     from synthdata.params import load_params
@@ -80,7 +80,8 @@ def setup_sampling(work: Path, name: str) -> Path:
         **{f"paths.{k}": str(work / k) for k in ("prepared", "models", "synthetic", "augmented")}})
     prepare.run(params)
     cls = generators.get(name)
-    model = cls(params.generator_config(name), (1, 28, 28), 10)
+    config = params.generator_config(name)
+    model = cls(config.model_copy(update={"width": width or config.width}), (1, 28, 28), 10)
     (work / "models" / name).mkdir(parents=True)
     checkpoint.save(work / "models" / name, model, model.make_optimizers(), 0,
                     {"class_names": [str(i) for i in range(10)]})
@@ -100,8 +101,9 @@ def measure_sample(n: int, work: Path, name: str) -> dict:
     return {"seconds": time.perf_counter() - t, "peak_rss_mb": _peak_mb()}
 
 
-def _child(kind: str, n: int, name: str | None) -> dict:
+def _child(kind: str, n: int, name: str | None, width: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--n", str(n)] + (["--name", name] if name else [])
+    cmd += ["--width", str(width)] if width else []
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -130,6 +132,8 @@ def main() -> None:
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--child")
     ap.add_argument("--name")
+    ap.add_argument("--width", type=int, help="generator width for the sampling rows (default: params.yaml)")
+    ap.add_argument("--light-width", type=int, default=8, help="also time sampling at this width (0: skip)")
     args = ap.parse_args()
     if args.child:
         work = Path(tempfile.mkdtemp(dir=REPO, prefix=".bench-"))
@@ -138,7 +142,7 @@ def main() -> None:
                 (work / "out").mkdir()
                 result = (measure_pillow if args.child == "pillow" else measure_writer)(args.n, work / "out")
             else:
-                setup_sampling(work, args.name)
+                setup_sampling(work, args.name, args.width)
                 result = measure_sample(args.n, work, args.name)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -148,17 +152,19 @@ def main() -> None:
     import torch
 
     rows = [] if args.skip_train else bench_train()
-    kinds = [("pillow", None), ("writer", None), ("sample", "cgan"), ("sample", "cvae")]
+    widths = [None] + ([args.light_width] if args.light_width else [])
+    kinds = [("pillow", None, None), ("writer", None, None)]
+    kinds += [("sample", name, w) for w in widths for name in ("cgan", "cvae")]
     results: dict = {k: [] for k in kinds}
     for _ in range(args.rounds):  # interleaved, so slow spells of the disk hit every row alike
         for k in kinds:
-            results[k].append(_child(k[0], args.n, k[1]))
-    small = {k: _child(k[0], args.n // 5, k[1]) for k in kinds[1:]}
+            results[k].append(_child(k[0], args.n, k[1], k[2]))
+    small = {k: _child(k[0], args.n // 5, k[1], k[2]) for k in kinds[1:]}
     base = np.median([r["seconds"] for r in results[kinds[0]]])
     for k in kinds:
         sec = float(np.median([r["seconds"] for r in results[k]]))
         label = {"pillow": "bare Pillow loop, ready-made PNGs", "writer": "synthdata DatasetWriter, ready-made images",
-                 "sample": f"synthdata sample {k[1]} (28x28, default width)"}[k[0]]
+                 "sample": f"synthdata sample {k[1]} (28x28, width {k[2] or 'default'})"}[k[0]]
         rss = max(r["peak_rss_mb"] for r in results[k])
         mem = f"peak RSS {rss:.0f} MB"
         if k in small:

@@ -6,9 +6,9 @@
     <root>/README.md               the dataset card
 
 It loads unchanged with ``torchvision.datasets.ImageFolder(root)``, ``pandas.read_parquet``, and
-:func:`load_dataset`. The writer streams: PNGs are encoded (libpng through torchvision) and written by a
-thread pool with a bounded queue, and metadata goes out in Parquet row groups, so memory does not grow
-with the number of images.
+:func:`load_dataset`. The writer streams: PNGs are encoded and written by worker processes (one per core,
+see :mod:`synthdata.pngio`) with a bounded number of batches in flight, and metadata goes out in Parquet
+row groups, so memory does not grow with the number of images.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import multiprocessing
 import os
-import shutil
 import warnings
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -29,11 +29,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from torchvision.io import decode_png, encode_png
+from torchvision.io import decode_png
 
+from synthdata import pngio
 from synthdata.errors import SynthdataError
 
-# torchvision 0.29 marks its libpng codec deprecated in favour of TorchCodec, which does not encode PNG yet.
+# torchvision 0.29 marks its libpng decoder deprecated in favour of TorchCodec; it still works.
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
                         category=DeprecationWarning)
 
@@ -55,11 +56,11 @@ def _pixel_hashes(images: np.ndarray) -> list[str]:
     return [hashlib.sha256(a.tobytes()).hexdigest() for a in images]
 
 
-def _write_pngs(paths: list[Path], images: torch.Tensor, level: int) -> None:
-    for path, img in zip(paths, images):
-        data = encode_png(img, compression_level=level).numpy().tobytes()
-        with open(path, "wb") as f:
-            f.write(data)
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # fork: the workers run numpy and zlib only (no torch), start in milliseconds and import nothing
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+    return ProcessPoolExecutor(workers, mp_context=ctx)
 
 
 class DatasetWriter:
@@ -72,7 +73,7 @@ class DatasetWriter:
         for name in self.class_names:
             (self.root / name).mkdir(parents=True, exist_ok=True)
         self.workers = workers or os.cpu_count() or 1
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="png")
+        self._pool = _pool(self.workers)
         self._pending: collections.deque[Future] = collections.deque()
         self._parquet = pq.ParquetWriter(self.root / "metadata.parquet", METADATA_SCHEMA, compression="zstd")
         self.counts = collections.Counter()
@@ -81,7 +82,7 @@ class DatasetWriter:
             split: str, source: str, generator: str | None = None, checkpoint_sha256: str | None = None,
             seeds: np.ndarray | None = None, origins: list[str] | None = None) -> None:
         """Queue a batch: uint8 images (N, C, H, W), class ids, file ids (unique, no extension)."""
-        images = torch.as_tensor(images).contiguous()
+        images = np.ascontiguousarray(images.numpy() if isinstance(images, torch.Tensor) else images)
         label_ids = np.asarray(label_ids, dtype=np.int64)
         n = len(label_ids)
         labels = [self.class_names[i] for i in label_ids]
@@ -91,25 +92,25 @@ class DatasetWriter:
             "source": [source] * n, "generator": [generator] * n, "checkpoint_sha256": [checkpoint_sha256] * n,
             "seed": seeds if seeds is not None else pa.nulls(n, pa.int64()),
             "origin": origins if origins is not None else pa.nulls(n, pa.string()),
-            "pixel_sha256": _pixel_hashes(images.numpy()),
+            "pixel_sha256": _pixel_hashes(images),
         }, schema=METADATA_SCHEMA)
         self._parquet.write_table(table)
         self.counts.update(labels)
-        paths = [self.root / f for f in file_names]
         step = -(-n // self.workers)
         for lo in range(0, n, step):
-            self._pending.append(self._pool.submit(_write_pngs, paths[lo:lo + step], images[lo:lo + step], self.level))
-        while len(self._pending) > 2 * self.workers:  # bounded memory: at most ~2 batches in flight
+            self._submit(pngio.write_pngs, str(self.root), file_names[lo:lo + step], images[lo:lo + step], self.level)
+
+    def _submit(self, fn, *args) -> None:
+        self._pending.append(self._pool.submit(fn, *args))
+        while len(self._pending) > 2 * self.workers:  # bounded memory: about two batches in flight
             self._pending.popleft().result()
 
     def add_files(self, src_root: Path, metadata: pd.DataFrame) -> None:
         """Copy already-written images (hard links where possible) with their metadata rows."""
-        for rel in metadata["file_name"]:
-            src, dst = src_root / rel, self.root / rel
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copyfile(src, dst)
+        names = metadata["file_name"].tolist()
+        step = max(1, -(-len(names) // (4 * self.workers)))
+        for lo in range(0, len(names), step):
+            self._submit(pngio.link_files, str(src_root), str(self.root), names[lo:lo + step])
         self._parquet.write_table(pa.Table.from_pandas(metadata, schema=METADATA_SCHEMA, preserve_index=False))
         self.counts.update(metadata["label"])
 

@@ -86,8 +86,8 @@ class SampleParams(Section):
     per_class: int = Field(500, gt=0, le=10_000_000, description="images per class (class-balanced)")
     counts: dict[str, int] = Field(
         default_factory=dict, description="per-class counts by class name; overrides per_class")
-    batch_size: int = Field(1000, gt=0, le=65536)
-    workers: int = Field(0, ge=0, le=64, description="PNG writer processes; 0 uses every core")
+    batch_size: int = Field(500, gt=0, le=65536)
+    workers: int = Field(0, ge=0, le=64, description="PNG writer processes; 0 = one per core")
 
     @field_validator("counts")
     @classmethod

@@ -37,7 +37,7 @@ def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
     ckpt = Path(checkpoint) if checkpoint else Path(params.paths.models) / name
     device = pick_device(params.train.device)
     torch.set_num_threads(params.train.threads or os.cpu_count() or 1)
-    model = load_generator(ckpt, expect=name, device=device)
+    model = load_generator(ckpt, expect=name, device=device).to(memory_format=torch.channels_last)
     class_names = model.class_names
     counts = plan_counts(sp, class_names)
     labels = np.repeat(np.arange(len(class_names)), counts)
