@@ -22,7 +22,7 @@ import warnings
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -56,33 +56,60 @@ def _pixel_hashes(images: np.ndarray) -> list[str]:
     return [hashlib.sha256(a.tobytes()).hexdigest() for a in images]
 
 
+# A producer makes the images of rows [lo, hi) inside a writer process (say, a generator sampling them).
+# It is set before the pool forks, so the workers inherit it (the model included) without pickling.
+_PRODUCER: Callable[[int, int], np.ndarray] | None = None
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)  # one process per core; torch's own threads would only contend
+
+
+def _write_batch(root: str, names: list[str], images: np.ndarray | tuple[int, int], level: int) -> list[str]:
+    if isinstance(images, tuple):
+        images = _PRODUCER(*images)
+    pngio.write_pngs(root, names, images, level)
+    return _pixel_hashes(images)
+
+
 def _pool(workers: int) -> ProcessPoolExecutor:
-    # fork: the workers run numpy and zlib only (no torch), start in milliseconds and import nothing
+    # fork: workers start in milliseconds, inherit the producer, and import nothing anew
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-    return ProcessPoolExecutor(workers, mp_context=ctx)
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
 
 
 class DatasetWriter:
-    """Write a labeled dataset into an (empty, temporary) folder; call :meth:`close` to finish it."""
+    """Write a labeled dataset into an (empty, temporary) folder; call :meth:`close` to finish it.
 
-    def __init__(self, root: Path, class_names: list[str], workers: int = 0, compression_level: int = 1):
+    Images are encoded and written by one process per core. With a ``producer`` (CPU only: CUDA does
+    not survive a fork) the workers also make the images, so sampling runs on every core too.
+    """
+
+    def __init__(self, root: Path, class_names: list[str], workers: int = 0, compression_level: int = 1,
+                 producer: Callable[[int, int], np.ndarray] | None = None):
+        global _PRODUCER
         self.root = Path(root)
         self.class_names = list(class_names)
         self.level = compression_level
         for name in self.class_names:
             (self.root / name).mkdir(parents=True, exist_ok=True)
         self.workers = workers or os.cpu_count() or 1
+        _PRODUCER = producer
         self._pool = _pool(self.workers)
-        self._pending: collections.deque[Future] = collections.deque()
+        self._pending: collections.deque[tuple[list[Future], pa.Table | None]] = collections.deque()
         self._parquet = pq.ParquetWriter(self.root / "metadata.parquet", METADATA_SCHEMA, compression="zstd")
         self.counts = collections.Counter()
 
-    def add(self, images: torch.Tensor | np.ndarray, label_ids: np.ndarray, ids: list[str], *,
+    def add(self, images: torch.Tensor | np.ndarray | tuple[int, int], label_ids: np.ndarray, ids: list[str], *,
             split: str, source: str, generator: str | None = None, checkpoint_sha256: str | None = None,
             seeds: np.ndarray | None = None, origins: list[str] | None = None) -> None:
-        """Queue a batch: uint8 images (N, C, H, W), class ids, file ids (unique, no extension)."""
-        images = np.ascontiguousarray(images.numpy() if isinstance(images, torch.Tensor) else images)
+        """Queue a batch: uint8 images (N, C, H, W), or the (lo, hi) rows the producer makes; class ids;
+        unique file ids (no extension). Metadata rows are written in the order batches are added."""
+        if isinstance(images, torch.Tensor):
+            images = images.numpy()
+        if not isinstance(images, tuple):
+            images = np.ascontiguousarray(images)
         label_ids = np.asarray(label_ids, dtype=np.int64)
         n = len(label_ids)
         labels = [self.class_names[i] for i in label_ids]
@@ -92,35 +119,42 @@ class DatasetWriter:
             "source": [source] * n, "generator": [generator] * n, "checkpoint_sha256": [checkpoint_sha256] * n,
             "seed": seeds if seeds is not None else pa.nulls(n, pa.int64()),
             "origin": origins if origins is not None else pa.nulls(n, pa.string()),
-            "pixel_sha256": _pixel_hashes(images),
-        }, schema=METADATA_SCHEMA)
-        self._parquet.write_table(table)
+        }, schema=METADATA_SCHEMA.remove(METADATA_SCHEMA.get_field_index("pixel_sha256")))
         self.counts.update(labels)
         step = -(-n // self.workers)
+        futures = []
         for lo in range(0, n, step):
-            self._submit(pngio.write_pngs, str(self.root), file_names[lo:lo + step], images[lo:lo + step], self.level)
-
-    def _submit(self, fn, *args) -> None:
-        self._pending.append(self._pool.submit(fn, *args))
-        while len(self._pending) > 2 * self.workers:  # bounded memory: about two batches in flight
-            self._pending.popleft().result()
+            part = (images[0] + lo, images[0] + min(lo + step, n)) if isinstance(images, tuple) else images[lo:lo + step]
+            futures.append(self._pool.submit(_write_batch, str(self.root), file_names[lo:lo + step], part, self.level))
+        self._pending.append((futures, table))
+        self._drain(keep=2)  # bounded memory: about two batches in flight
 
     def add_files(self, src_root: Path, metadata: pd.DataFrame) -> None:
         """Copy already-written images (hard links where possible) with their metadata rows."""
         names = metadata["file_name"].tolist()
-        step = max(1, -(-len(names) // (4 * self.workers)))
-        for lo in range(0, len(names), step):
-            self._submit(pngio.link_files, str(src_root), str(self.root), names[lo:lo + step])
-        self._parquet.write_table(pa.Table.from_pandas(metadata, schema=METADATA_SCHEMA, preserve_index=False))
+        step = max(1, -(-len(names) // self.workers))
+        futures = [self._pool.submit(pngio.link_files, str(src_root), str(self.root), names[lo:lo + step])
+                   for lo in range(0, len(names), step)]
+        self._pending.append((futures, pa.Table.from_pandas(metadata, schema=METADATA_SCHEMA, preserve_index=False)))
         self.counts.update(metadata["label"])
+        self._drain(keep=2)
+
+    def _drain(self, keep: int) -> None:
+        while len(self._pending) > keep:
+            futures, table = self._pending.popleft()
+            hashes = [h for f in futures for h in (f.result() or [])]
+            if "pixel_sha256" not in table.column_names:
+                table = table.append_column("pixel_sha256", pa.array(hashes, pa.string()))
+            self._parquet.write_table(table)
 
     def close(self, card: str) -> None:
+        global _PRODUCER
         try:
-            while self._pending:
-                self._pending.popleft().result()
+            self._drain(keep=0)
         finally:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._parquet.close()
+            _PRODUCER = None
         (self.root / "classes.json").write_text(json.dumps(self.class_names, indent=2) + "\n")
         (self.root / "README.md").write_text(card)
 

@@ -9,10 +9,12 @@ together, only when both are complete.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
@@ -29,6 +31,10 @@ def plan_counts(params: SampleParams, class_names: list[str]) -> list[int]:
     if unknown:
         raise SynthdataError(f"sample.counts: unknown class {unknown[0]!r}; classes are {class_names}")
     return [params.counts.get(c, params.per_class) for c in class_names]
+
+
+def _produce(model, labels: np.ndarray, seeds: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    return model.generate_from_seeds(torch.from_numpy(labels[lo:hi]), torch.from_numpy(seeds[lo:hi])).numpy()
 
 
 def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
@@ -53,14 +59,16 @@ def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
     with contextlib.ExitStack() as stack:
         syn_dir = stack.enter_context(atomic_dir(Path(params.paths.synthetic) / name))
         aug_dir = stack.enter_context(atomic_dir(Path(params.paths.augmented) / name))
-        writer = DatasetWriter(syn_dir, class_names, workers=sp.workers)
+        # On the CPU the writer processes sample too (each with one thread, the model inherited by fork);
+        # on a GPU this process samples and the workers only encode and write.
+        producer = None if device.type == "cuda" else functools.partial(_produce, model, labels, seeds)
+        writer = DatasetWriter(syn_dir, class_names, workers=sp.workers, producer=producer)
         try:
             bar = tqdm(total=len(labels), desc=f"sample {name}", unit="img", mininterval=1.0,
                        disable=(None if progress is None else not progress))
             for lo in range(0, len(labels), sp.batch_size):
                 hi = min(lo + sp.batch_size, len(labels))
-                y = torch.from_numpy(labels[lo:hi])
-                images = model.generate_from_seeds(y, torch.from_numpy(seeds[lo:hi]))
+                images = (lo, hi) if producer else _produce(model, labels, seeds, lo, hi)
                 writer.add(images, labels[lo:hi], [f"{name}-{i:07d}" for i in range(lo, hi)],
                            split="train", source="synthetic", generator=name,
                            checkpoint_sha256=model.checkpoint_sha256, seeds=seeds[lo:hi])
@@ -71,15 +79,15 @@ def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
                                       f"class by class from the `{name}` generator.", dict(writer.counts),
                                       class_names, provenance, license_))
         write_json(syn_dir / "params.json", resolved(params))
-        syn_meta, _ = read_metadata(syn_dir)
-        aug = DatasetWriter(aug_dir, class_names)
+        aug = DatasetWriter(aug_dir, class_names, workers=sp.workers)
         try:
             aug.add_files(real_dir, real_meta)
-            aug.add_files(syn_dir, syn_meta)
+            for batch in pq.ParquetFile(syn_dir / "metadata.parquet").iter_batches(batch_size=20_000):
+                aug.add_files(syn_dir, batch.to_pandas())
         finally:
             aug.close(dataset_card(
                 f"Augmented dataset: real train split + {name}",
-                f"{len(real_meta)} real training images and {len(syn_meta)} synthetic images; the `source` "
+                f"{len(real_meta)} real training images and {len(labels)} synthetic images; the `source` "
                 "column tells them apart.", dict(aug.counts), class_names,
                 provenance + [f"real images: {real_dir}"], license_))
         write_json(aug_dir / "params.json", resolved(params))
