@@ -4,7 +4,7 @@ same number of ready-made PNGs on every core, measured side by side and interlea
 
     python benchmarks/bench_core.py [--n 100000] [--rounds 2] [--skip-train]
 
-Each measurement runs in its own process, so its peak RSS is its own.
+Each measurement runs in its own process; peak RSS is that process's VmHWM plus its largest worker's.
 """
 
 from __future__ import annotations
@@ -23,16 +23,25 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+SCRATCH = ""
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _peak_mb() -> dict:
+    """Peak RSS of this process (VmHWM: unlike ru_maxrss it is not inherited across exec) and the
+    largest peak of its finished worker processes (forked: they share the parent's library pages, which
+    both figures count; ``import torch`` alone is ~0.5 GB of them)."""
+    hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+               if line.startswith("VmHWM:"))
+    return {"peak_rss_mb": hwm / 1024, "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
 def _ready_made(n: int) -> np.ndarray:
     """n sparse binary 28x28 uint8 images (N, 1, 28, 28), made without a float64 temporary."""
     rng = np.random.default_rng(0)
-    return (rng.integers(0, 5, (n, 1, 28, 28), dtype=np.uint8) == 0).astype(np.uint8) * np.uint8(255)
+    out = np.empty((n, 1, 28, 28), np.uint8)
+    for lo in range(0, n, 10_000):
+        out[lo:lo + 10_000] = (rng.integers(0, 5, out[lo:lo + 10_000].shape, dtype=np.uint8) == 0) * np.uint8(255)
+    return out
 
 
 def _pillow_worker(args):
@@ -54,7 +63,7 @@ def measure_pillow(n: int, work: Path) -> dict:
         t = time.perf_counter()
         list(pool.map(_pillow_worker, chunks))
         seconds = time.perf_counter() - t
-    return {"seconds": seconds, "peak_rss_mb": _peak_mb()}
+    return {"seconds": seconds, **_peak_mb()}
 
 
 def measure_writer(n: int, work: Path) -> dict:
@@ -69,7 +78,7 @@ def measure_writer(n: int, work: Path) -> dict:
                    [f"s-{i:07d}" for i in range(lo, min(lo + 1000, n))], split="train", source="synthetic",
                    generator="none", checkpoint_sha256="0" * 64, seeds=np.arange(lo, min(lo + 1000, n)))
     writer.close("# benchmark\n")
-    return {"seconds": time.perf_counter() - t, "peak_rss_mb": _peak_mb()}
+    return {"seconds": time.perf_counter() - t, **_peak_mb()}
 
 
 def setup_sampling(work: Path, name: str, width: int | None) -> Path:
@@ -102,13 +111,16 @@ def measure_sample(n: int, work: Path, name: str) -> dict:
         **{f"paths.{k}": str(work / k) for k in ("prepared", "models", "synthetic", "augmented")}})
     t = time.perf_counter()
     sample.run(params, name, progress=False)
-    return {"seconds": time.perf_counter() - t, "peak_rss_mb": _peak_mb()}
+    return {"seconds": time.perf_counter() - t, **_peak_mb()}
 
 
 def _child(kind: str, n: int, name: str | None, width: int | None = None) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, "--n", str(n)] + (["--name", name] if name else [])
-    cmd += ["--width", str(width)] if width else []
+    """One measurement in a fresh process; then the disk is flushed (untimed) so that the writeback of
+    one measurement's files does not slow the next one down."""
+    cmd = [sys.executable, __file__, "--child", kind, "--n", str(n), "--scratch", SCRATCH]
+    cmd += (["--name", name] if name else []) + (["--width", str(width)] if width else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    os.sync()
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -137,25 +149,37 @@ def main() -> None:
     ap.add_argument("--child")
     ap.add_argument("--name")
     ap.add_argument("--width", type=int, help="generator width for the sampling rows (default: params.yaml)")
+    ap.add_argument("--scratch", help=argparse.SUPPRESS)
     ap.add_argument("--light-width", type=int, default=8, help="also time sampling at this width (0: skip)")
     args = ap.parse_args()
-    if args.child:
-        work = Path(tempfile.mkdtemp(dir=REPO, prefix=".bench-"))
-        try:
-            if args.child in ("pillow", "writer"):
-                (work / "out").mkdir()
-                result = (measure_pillow if args.child == "pillow" else measure_writer)(args.n, work / "out")
-            else:
-                setup_sampling(work, args.name, args.width)
-                result = measure_sample(args.n, work, args.name)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+    if args.child:  # the parent deletes the output later: deleting 10^5 files loads the disk for a while
+        work = Path(tempfile.mkdtemp(dir=args.scratch, prefix="run-"))
+        if args.child in ("pillow", "writer"):
+            (work / "out").mkdir()
+            result = (measure_pillow if args.child == "pillow" else measure_writer)(args.n, work / "out")
+        else:
+            setup_sampling(work, args.name, args.width)
+            result = measure_sample(args.n, work, args.name)
         print(json.dumps(result))
         return
 
     import torch
 
-    rows = [] if args.skip_train else bench_train()
+    global SCRATCH
+    SCRATCH = tempfile.mkdtemp(dir=REPO, prefix=".bench-")
+    try:
+        rows = [] if args.skip_train else bench_train()
+        _measure(args, rows)
+    finally:
+        shutil.rmtree(SCRATCH, ignore_errors=True)
+    print(f"\ncores: {os.cpu_count()}  torch {torch.__version__}  threads {torch.get_num_threads()}  "
+          f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}  rounds: {args.rounds} (median)\n")
+    print("| measurement | time | rate / ratio | target |\n| --- | --- | --- | --- |")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+def _measure(args, rows: list) -> None:
     widths = [None] + ([args.light_width] if args.light_width else [])
     kinds = [("pillow", None, None), ("writer", None, None)]
     kinds += [("sample", name, w) for w in widths for name in ("cgan", "cvae")]
@@ -170,16 +194,12 @@ def main() -> None:
         label = {"pillow": "bare Pillow loop, ready-made PNGs", "writer": "synthdata DatasetWriter, ready-made images",
                  "sample": f"synthdata sample {k[1]} (28x28, width {k[2] or 'default'})"}[k[0]]
         rss = max(r["peak_rss_mb"] for r in results[k])
-        mem = f"peak RSS {rss:.0f} MB"
+        wrss = max(r["worker_rss_mb"] for r in results[k])
+        mem = f"peak RSS main {rss:.0f} MB / worker {wrss:.0f} MB"
         if k in small:
-            mem += f" ({small[k]['peak_rss_mb']:.0f} MB at {args.n // 5})"
+            mem += f" (at {args.n // 5}: {small[k]['peak_rss_mb']:.0f} / {small[k]['worker_rss_mb']:.0f} MB)"
         rows.append((f"{label}: {args.n} images", f"{sec:.1f} s ({args.n / sec:.0f} img/s)",
                      f"{base / sec:.0%} of bare loop; {mem}", ">= 80%" if k[0] == "sample" else "-"))
-    print(f"\ncores: {os.cpu_count()}  torch {torch.__version__}  threads {torch.get_num_threads()}  "
-          f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}  rounds: {args.rounds} (median)\n")
-    print("| measurement | time | rate / ratio | target |\n| --- | --- | --- | --- |")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
 
 
 if __name__ == "__main__":

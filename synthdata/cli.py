@@ -7,7 +7,7 @@ import json
 import sys
 
 from synthdata import generators
-from synthdata.errors import SynthdataError
+from synthdata.errors import GateFailed, SynthdataError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,19 +20,21 @@ def _parser() -> argparse.ArgumentParser:
         return s
 
     stage("prepare", "load the data source and write the train/val/test split")
-    for name, help_ in (("train", "train generators"), ("sample", "sample synthetic + augmented datasets")):
+    stage("reference", "train the real-data baseline classifiers and the domain feature extractor")
+    for name, help_ in (("train", "train generators"), ("sample", "sample synthetic + augmented datasets"),
+                        ("evaluate", "score synthetic datasets (FID, KID, PRDC, downstream check) and gate them")):
         s = stage(name, help_)
         s.add_argument("--generator", choices=generators.generator_names(), action="append",
                        help="generator to use (repeatable; default: every one in params 'generators')")
     sub.choices["train"].add_argument("--no-resume", action="store_true",
                                       help="start over even if a matching checkpoint exists")
     sub.choices["sample"].add_argument("--checkpoint", help="checkpoint file or folder (default: paths.models/NAME)")
-    stage("all", "prepare, then train and sample every generator")
+    stage("all", "prepare and reference, then train, sample and evaluate every generator")
     return p
 
 
 def _run(args: argparse.Namespace) -> None:
-    from synthdata import prepare, sample, train
+    from synthdata import evaluate, prepare, reference, sample, train
     from synthdata.params import load_params
 
     params = load_params(args.params)
@@ -44,9 +46,20 @@ def _run(args: argparse.Namespace) -> None:
     if args.command in ("train", "all"):
         for name in names:
             print(json.dumps(train.run(params, name, resume=not getattr(args, "no_resume", False))))
+    if args.command in ("reference", "all"):
+        print(json.dumps(reference.run(params)))
     if args.command in ("sample", "all"):
         for name in names:
             print(json.dumps(sample.run(params, name, checkpoint=getattr(args, "checkpoint", None))))
+    if args.command in ("evaluate", "all"):
+        failed = []
+        for name in names:
+            try:
+                print(json.dumps(evaluate.run(params, name)))
+            except GateFailed as exc:  # score every generator before stopping
+                failed.append(str(exc))
+        if failed:
+            raise GateFailed(" | ".join(failed))
 
 
 def main(argv: list[str] | None = None) -> int:

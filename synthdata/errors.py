@@ -7,3 +7,7 @@ without a traceback. Bugs (every other exception) keep their traceback.
 
 class SynthdataError(Exception):
     """A problem with the user's input: a path, a file, a parameter. The message says how to fix it."""
+
+
+class GateFailed(SynthdataError):
+    """A synthetic dataset failed the quality gate: its evaluation is written, it is not publishable."""

@@ -26,6 +26,8 @@ class PathsParams(Section):
     models: str = "data/models"
     synthetic: str = "data/synthetic"
     augmented: str = "data/augmented"
+    reference: str = "data/reference"
+    evaluation: str = "data/evaluation"
 
 
 class DataParams(Section):
@@ -63,6 +65,8 @@ class PrepareParams(Section):
     seed: int = Field(0, ge=0)
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5, description="ignored when the source has a test split")
+    train_per_class: int | None = Field(
+        None, gt=0, description="low-data protocol: keep only this many train images per class (val/test unchanged)")
 
 
 class TrainCommon(Section):
@@ -98,6 +102,42 @@ class SampleParams(Section):
         return v
 
 
+class ClassifierParams(Section):
+    """The small CNN of the downstream check and of the domain feature extractor."""
+
+    width: int = Field(16, gt=0, le=512)
+    feature_dim: int = Field(64, gt=0, le=4096, description="embedding size: the domain FID features")
+    steps: int = Field(1000, gt=0, description="training budget in steps, the same for every training set")
+    batch_size: int = Field(128, gt=0, le=65536)
+    lr: float = Field(0.003, gt=0, le=1)
+    weight_decay: float = Field(0.0005, ge=0, le=1)
+    eval_every: int = Field(100, gt=0, description="steps between real-val evaluations (model selection)")
+    patience: int = Field(4, gt=0, description="evaluations without val improvement before stopping early")
+    shift: float = Field(0.0, ge=0, le=16, description="augmentation: random shifts up to this many pixels")
+    rotate: float = Field(0.0, ge=0, le=45, description="augmentation: random rotations up to this many degrees")
+
+
+class EvaluateParams(Section):
+    seed: int = Field(0, ge=0)
+    feature_extractor: Literal["domain", "inception"] = "domain"
+    inception_weights: str | None = Field(
+        None, description="path of weights-inception-2015-12-05-6726825d.pth (for feature_extractor: inception)")
+    batch_size: int = Field(500, gt=0, le=65536, description="feature-extraction batch size")
+    seeds: int = Field(3, ge=1, le=20, description="classifier seeds per training set (mean and std)")
+    kid_subset_size: int = Field(1000, ge=2)
+    kid_subsets: int = Field(100, ge=1)
+    prdc_k: int = Field(5, ge=1)
+    grid_per_class: int = Field(10, ge=1, le=64, description="sample-grid columns")
+    classifier: ClassifierParams = ClassifierParams()
+
+
+class GateParams(Section):
+    """A synthetic dataset is publishable only when every check holds."""
+
+    max_fid_ratio: float = Field(8.0, gt=0, description="largest allowed fid / fid_floor")
+    min_acc_ratio: float = Field(0.9, ge=0, le=1, description="smallest allowed acc_synthetic / acc_real")
+
+
 class Params(Section):
     generators: list[str] = Field(default_factory=lambda: ["cgan", "cvae"], min_length=1)
     paths: PathsParams = PathsParams()
@@ -105,6 +145,8 @@ class Params(Section):
     prepare: PrepareParams = PrepareParams()
     train: TrainParams = TrainParams()  # type: ignore[valid-type]
     sample: SampleParams = SampleParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    gate: GateParams = GateParams()
 
     @field_validator("generators")
     @classmethod

@@ -1,9 +1,17 @@
 """Stage ``prepare``: load the configured source and write a deterministic, stratified train/val/test
-split, each split a dataset in the synthdata format under ``paths.prepared/<split>``."""
+split, each split a dataset in the synthdata format under ``paths.prepared/<split>``.
+
+Exact duplicate images are dropped before splitting (a source's own test images are kept first), so no
+image can sit in two splits: what scores the generators never leaks into what trains them. The low-data
+protocol (``prepare.train_per_class``) keeps k train images per class and leaves val and test unchanged,
+so every later stage, generator training included, sees only those k per class.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import hashlib
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -41,14 +49,37 @@ def _split(labels: np.ndarray, params, predefined: np.ndarray | None) -> dict[st
                                       random_state=params.seed)
         val_size = params.val_fraction / (1.0 - params.test_fraction)
     train, val = train_test_split(rest, test_size=val_size, stratify=labels[rest], random_state=params.seed)
+    if params.train_per_class:
+        rng = np.random.default_rng(params.seed)
+        train = np.concatenate([rng.permutation(train[labels[train] == c])[:params.train_per_class]
+                                for c in np.unique(labels)])
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def unique_images(images: np.ndarray, splits: np.ndarray | None) -> np.ndarray:
+    """Indices of the first copy of every distinct image (a source's test images count first)."""
+    order = np.arange(len(images))
+    if splits is not None:
+        order = np.concatenate([order[splits == "test"], order[splits != "test"]])
+    seen: set[bytes] = set()
+    keep = []
+    for i in order:
+        digest = hashlib.sha256(images[i].tobytes()).digest()
+        if digest not in seen:
+            seen.add(digest)
+            keep.append(i)
+    return np.sort(np.asarray(keep, dtype=np.int64))
 
 
 def run(params: Params, chunk: int = 4096) -> dict:
     data = sources.load(params.data)
-    parts = split_indices(data.labels, params.prepare, data.splits, data.class_names)
+    keep = unique_images(data.images, data.splits)
+    splits = None if data.splits is None else data.splits[keep]
+    parts = {k: keep[v] for k, v in split_indices(data.labels[keep], params.prepare, splits,
+                                                  data.class_names).items()}
     out = Path(params.paths.prepared)
-    summary = {"source": data.name, "classes": data.class_names,
+    summary = {"source": data.name, "classes": data.class_names, "duplicates_dropped": int(len(data.labels) - len(keep)),
+               "train_per_class": params.prepare.train_per_class,
                "image_shape": [int(data.images.shape[3]), int(data.images.shape[1]), int(data.images.shape[2])]}
     with atomic_dir(out) as tmp:
         for split, idx in parts.items():

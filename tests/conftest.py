@@ -19,15 +19,20 @@ TINY_TRAIN = {
     "cvae": {"steps": 6, "batch_size": 16, "latent_dim": 4, "width": 8, "ema_start": 2},
 }
 
+TINY_CLASSIFIER = {"width": 8, "feature_dim": 16, "steps": 30, "batch_size": 64, "eval_every": 10}
+
 
 def tiny_params(tmp: Path, **sections) -> dict:
     params = {
         "generators": ["cgan", "cvae"],
-        "paths": {k: str(tmp / "data" / k) for k in ("prepared", "models", "synthetic", "augmented")},
+        "paths": {k: str(tmp / "data" / k)
+                  for k in ("prepared", "models", "synthetic", "augmented", "reference", "evaluation")},
         "data": {"source": "sklearn-digits"},
         "prepare": {"seed": 0},
         "train": TINY_TRAIN,
         "sample": {"seed": 7, "per_class": 3, "batch_size": 8},
+        "evaluate": {"kid_subsets": 5, "classifier": TINY_CLASSIFIER},
+        "gate": {"max_fid_ratio": 1e6, "min_acc_ratio": 0.0},  # tiny generators are bad; gate tests set their own
     }
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(params.get(key), dict):

@@ -145,3 +145,32 @@ def test_single_class_and_empty_class_folders(tmp_path):
     (tmp_path / "imgs" / "b").mkdir()
     p = write_params(tmp_path, data={"source": "image-folder", "path": str(tmp_path / "imgs")})
     _assert_clean_failure(run_cli("prepare", "--params", str(p)), "class folder is empty")
+
+
+REQUIRED_METRICS = {"fid", "fid_floor", "kid", "precision", "recall", "density", "coverage", "acc_real",
+                    "acc_real_std", "acc_synthetic", "acc_synthetic_std", "acc_augmented", "acc_augmented_std",
+                    "n_synthetic", "n_test", "feature_extractor", "fid_n"}
+
+
+@pytest.mark.parametrize("name", ["cgan", "cvae"])
+def test_evaluation_outputs(pipeline, name):
+    import json
+
+    tmp, _ = pipeline
+    out = tmp / "data/evaluation" / name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert REQUIRED_METRICS <= set(metrics)
+    assert metrics["n_synthetic"] == 30 and metrics["fid_n"] == 30 and metrics["feature_extractor"] == "domain"
+    assert metrics["n_test"] == len(pd.read_parquet(tmp / "data/prepared/test/metadata.parquet"))
+    assert all(0 <= metrics[k] <= 1 for k in ("acc_real", "acc_synthetic", "acc_augmented", "precision"))
+    assert metrics["fid"] > 0 and metrics["fid_floor"] > 0 and metrics["seeds"] == 3
+    baseline = json.loads((tmp / "data/reference/baseline.json").read_text())
+    assert metrics["acc_real"] == baseline["acc_real"] and len(baseline["real"]["per_seed"]) == 3
+    per_class = pd.read_csv(out / "per_class.csv")
+    assert per_class["class"].astype(str).tolist() == [str(i) for i in range(10)]
+    assert (per_class["n_synthetic"] == 3).all()
+    assert len(pd.read_csv(out / "confusion.csv")) == metrics["n_test"]
+    for picture in ("samples.png", "per_class_fid.png", "accuracy.png", "confusion.png"):
+        assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "gate.json").read_text())["passed"] is True
+    assert json.loads((tmp / "data/reference/domain.json").read_text())["test_accuracy"] > 0

@@ -120,3 +120,27 @@ def test_mnist_idx_gzip_and_raw(tmp_path):
     (raw / "t10k-labels-idx1-ubyte").write_bytes((raw / "t10k-labels-idx1-ubyte").read_bytes()[:-10])
     with pytest.raises(SynthdataError, match="truncated IDX"):
         load(source="mnist", path=str(tmp_path))
+
+
+def test_prepare_drops_duplicates_and_keeps_k_per_class_in_the_low_data_protocol(tmp_path):
+    from synthdata import prepare
+    from synthdata.dataset import read_metadata
+    from synthdata.params import load_params
+    from tests.conftest import write_params
+
+    x = (np.random.default_rng(0).random((60, 8, 8)) * 255).astype(np.uint8)
+    x[30:40] = x[0:10]  # ten exact duplicates
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(60) % 3)
+    over = {"data.source": "npz", "data.path": str(tmp_path / "d.npz"), "prepare.val_fraction": 0.2,
+            "prepare.test_fraction": 0.2}
+    full = prepare.run(load_params(write_params(tmp_path), over))
+    assert full["duplicates_dropped"] == 10 and full["n_train"] + full["n_val"] + full["n_test"] == 50
+    metas = {s: read_metadata(tmp_path / "data/prepared" / s)[0] for s in prepare.SPLITS}
+    hashes = [set(m["pixel_sha256"]) for m in metas.values()]
+    assert sum(len(h) for h in hashes) == len(set().union(*hashes)) == 50  # disjoint by content
+    low = prepare.run(load_params(write_params(tmp_path), {**over, "prepare.train_per_class": 2}))
+    small = {s: read_metadata(tmp_path / "data/prepared" / s)[0] for s in prepare.SPLITS}
+    assert low["n_train"] == 6 and small["train"]["label_id"].value_counts().eq(2).all()
+    assert set(small["train"]["origin"]) < set(metas["train"]["origin"])
+    for s in ("val", "test"):
+        assert small[s]["origin"].tolist() == metas[s]["origin"].tolist()

@@ -1,0 +1,148 @@
+"""Feature extractors for FID, KID and PRDC, registered by name and chosen by
+``evaluate.feature_extractor``. Each maps uint8 images (N, C, H, W) to float64 features (N, D).
+
+- ``domain``: the embedding of a small CNN trained on the real train split by the ``reference`` stage
+  (no download needed; its own real-test accuracy is recorded beside it). Its FIDs are comparable only
+  with FIDs of the same extractor file (its sha256 is reported with every metric).
+- ``inception``: the Inception-v3 pool3 features of published FIDs (TF 2015-12-05 weights, as in
+  torch-fidelity, which implements the network and the TF1-compatible resize). No weights are downloaded:
+  ``evaluate.inception_weights`` names a local copy of ``weights-inception-2015-12-05-6726825d.pth``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from synthdata.classifier import SmallCNN
+from synthdata.errors import SynthdataError
+from synthdata.fsutil import atomic_write_bytes, sha256_file
+from synthdata.params import Params
+
+DOMAIN_FILE = "domain.pt"
+INCEPTION_SHA256_PREFIX = "6726825d"  # torch-fidelity's name for the standard FID weights file
+
+REGISTRY: dict[str, Callable[[Params, torch.device], "Extractor"]] = {}
+
+
+def register(name: str):
+    def wrap(factory):
+        REGISTRY[name] = factory
+        return factory
+    return wrap
+
+
+class Extractor:
+    name: str
+    dim: int
+    sha256: str
+
+    def __init__(self, net: torch.nn.Module, fn: Callable[[torch.Tensor], torch.Tensor], batch: int,
+                 device: torch.device):
+        self.net, self.fn, self.batch, self.device = net, fn, batch, device
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        out = [self.fn(images[lo:lo + self.batch].to(self.device)).double().cpu()
+               for lo in range(0, len(images), self.batch)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.dim))
+
+
+def save_domain(folder: Path, model: SmallCNN, info: dict) -> str:
+    buffer = io.BytesIO()
+    torch.save({"info": json.dumps(info, sort_keys=True),
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, buffer)
+    atomic_write_bytes(folder / DOMAIN_FILE, buffer.getvalue())
+    return sha256_file(folder / DOMAIN_FILE)
+
+
+def load_domain(path: Path) -> tuple[SmallCNN, dict]:
+    if not path.is_file():
+        raise SynthdataError(f"{path}: domain feature extractor not found; run 'synthdata reference' first")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        info = json.loads(state["info"])
+        model = SmallCNN(info["in_channels"], info["num_classes"], tuple(info["image_hw"]), info["width"],
+                         info["feature_dim"])
+        model.load_state_dict(state["model"])
+    except Exception as exc:
+        raise SynthdataError(f"{path}: not a readable domain feature extractor ({str(exc).splitlines()[0][:120]}); "
+                             "run 'synthdata reference' again") from None
+    return model.eval(), info
+
+
+@register("domain")
+def domain(params: Params, device: torch.device) -> Extractor:
+    path = Path(params.paths.reference) / DOMAIN_FILE
+    model, info = load_domain(path)
+    model.to(device)
+    ex = Extractor(model, lambda x: model.features(SmallCNN.normalize(x)), params.evaluate.batch_size, device)
+    ex.name, ex.dim, ex.sha256 = "domain", info["feature_dim"], sha256_file(path)
+    return ex
+
+
+@register("inception")
+def inception(params: Params, device: torch.device) -> Extractor:
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    weights = params.evaluate.inception_weights
+    if not weights:
+        raise SynthdataError("evaluate.inception_weights: set it to a local copy of "
+                             "weights-inception-2015-12-05-6726825d.pth to use feature_extractor: inception")
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise SynthdataError(f"evaluate.inception_weights: {path} does not exist (download "
+                             "weights-inception-2015-12-05-6726825d.pth from torch-fidelity's releases)")
+    try:  # refuse anything but plain tensors before torch-fidelity unpickles it
+        torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                              feature_extractor_weights_path=str(path))
+    except Exception as exc:
+        raise SynthdataError(f"evaluate.inception_weights: {path} is not an Inception-v3 FID weights file "
+                             f"({str(exc).splitlines()[0][:120]})") from None
+    sha = sha256_file(path)
+    if not sha.startswith(INCEPTION_SHA256_PREFIX):
+        warnings.warn(f"{path}: sha256 {sha[:8]}... is not the standard FID weights ({INCEPTION_SHA256_PREFIX}...): "
+                      "FIDs will not be comparable with published ones")
+    net.to(device).eval()
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return net(x)[0]
+
+    ex = Extractor(net, fn, min(params.evaluate.batch_size, 64), device)
+    ex.name, ex.dim, ex.sha256 = "inception-v3-pool3", 2048, sha
+    return ex
+
+
+def build(params: Params, device: torch.device) -> Extractor:
+    return REGISTRY[params.evaluate.feature_extractor](params, device)
+
+
+def check_disjoint(named: dict[str, "object"]) -> None:
+    """Stop if any two datasets (LoadedDataset-like, with a ``metadata.pixel_sha256`` column) share an image."""
+    seen: dict[str, set] = {k: set(v.metadata["pixel_sha256"]) for k, v in named.items()}
+    keys = list(seen)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            common = seen[a] & seen[b]
+            if common:
+                raise SynthdataError(f"leak: {len(common)} identical image(s) in both {a} and {b}; "
+                                     "run 'synthdata prepare' again (it drops duplicates)")
+
+
+def device_for(params: Params) -> torch.device:
+    from synthdata.train import pick_device
+
+    torch.set_num_threads(params.train.threads or os.cpu_count() or 1)
+    return pick_device(params.train.device)

@@ -1,0 +1,65 @@
+"""Stage ``reference``: everything about the real data that every generator's evaluation shares.
+
+- the real-only downstream baseline: ``evaluate.seeds`` classifiers trained on the real train split,
+  selected on the real val split, scored on the real test split (``acc_real``);
+- the ``domain`` feature extractor for FID/KID/PRDC: the baseline's seed-0 classifier, saved as tensors
+  plus JSON with its real-test accuracy recorded beside it.
+
+Both are declared, cached outputs (``paths.reference``), computed once rather than once per generator.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from synthdata import classifier, features
+from synthdata.dataset import load_dataset
+from synthdata.errors import SynthdataError
+from synthdata.fsutil import atomic_dir, write_json
+from synthdata.params import Params, resolved
+from synthdata.prepare import SPLITS
+
+
+def load_splits(params: Params) -> dict:
+    splits = {s: load_dataset(Path(params.paths.prepared) / s) for s in SPLITS}
+    features.check_disjoint(splits)
+    for s, d in splits.items():
+        missing = [c for k, c in enumerate(d.class_names) if not (d.labels == k).any()]
+        if missing:
+            raise SynthdataError(f"{params.paths.prepared}/{s}: class {missing[0]!r} has no images; "
+                                 "add images or change prepare fractions")
+    return splits
+
+
+def protocol(params: Params) -> dict:
+    """What the baseline depends on; evaluate refuses a baseline made under another protocol."""
+    return {"seed": params.evaluate.seed, "seeds": params.evaluate.seeds,
+            "classifier": params.evaluate.classifier.model_dump(mode="json")}
+
+
+def run(params: Params) -> dict:
+    device = features.device_for(params)
+    splits = load_splits(params)
+    train, val, test = (splits[s] for s in SPLITS)
+    cfg = params.evaluate.classifier
+    t = time.perf_counter()
+    runs = classifier.trials(train.images, train.labels, val, test, len(train.class_names), cfg,
+                             params.evaluate.seed, params.evaluate.seeds, device)
+    real = classifier.summarize(runs)
+    seconds = time.perf_counter() - t
+    domain = runs[0]["model"]
+    info = {"in_channels": int(train.images.shape[1]), "num_classes": len(train.class_names),
+            "image_hw": list(train.images.shape[2:]), "width": cfg.width, "feature_dim": cfg.feature_dim,
+            "class_names": train.class_names, "test_accuracy": runs[0]["test_accuracy"],
+            "val_accuracy": runs[0]["val_accuracy"], "trained_on": f"{params.paths.prepared}/train"}
+    with atomic_dir(params.paths.reference) as tmp:
+        sha = features.save_domain(tmp, domain, info)
+        write_json(tmp / "domain.json", {**info, "sha256": sha})
+        baseline = {"acc_real": real["mean"], "acc_real_std": real["std"], "real": real, "n_train": len(train.labels),
+                    "n_val": len(val.labels), "n_test": len(test.labels), "protocol": protocol(params),
+                    "seconds": seconds}
+        write_json(tmp / "baseline.json", baseline)
+        write_json(tmp / "params.json", resolved(params))
+    return {"acc_real": real["mean"], "acc_real_std": real["std"], "domain_test_accuracy": info["test_accuracy"],
+            "seconds": round(seconds, 1)}

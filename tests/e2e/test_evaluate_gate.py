@@ -1,0 +1,73 @@
+"""The evaluate stage and its quality gate through the real CLI: a perfect "generator" (a copy of the real
+train split) passes the default thresholds; noise images are stopped with the failed checks named."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthdata.dataset import DatasetWriter
+from tests.conftest import run_cli, write_params
+
+pytestmark = pytest.mark.e2e
+
+GATE = {"max_fid_ratio": 8.0, "min_acc_ratio": 0.9}
+CLASSIFIER = {"width": 8, "feature_dim": 16, "steps": 200, "batch_size": 64, "eval_every": 50}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gate")
+    params = write_params(tmp, gate=GATE, evaluate={"kid_subsets": 5, "classifier": CLASSIFIER})
+    for stage in ("prepare", "reference"):
+        result = run_cli(stage, "--params", str(params))
+        assert result.returncode == 0, result.stderr
+    return tmp, params
+
+
+def test_evaluate_needs_the_reference_stage(tmp_path):
+    params = write_params(tmp_path)
+    assert run_cli("prepare", "--params", str(params)).returncode == 0
+    result = run_cli("evaluate", "--params", str(params), "--generator", "cgan")
+    assert result.returncode == 2 and "run 'synthdata reference' first" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_gate_passes_a_perfect_generator(prepared):
+    tmp, params = prepared
+    shutil.copytree(tmp / "data/prepared/train", tmp / "data/synthetic/cgan", dirs_exist_ok=True)
+    result = run_cli("evaluate", "--params", str(params), "--generator", "cgan")
+    assert result.returncode == 0, result.stderr
+    out = tmp / "data/evaluation/cgan"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert json.loads((out / "gate.json").read_text())["passed"] is True and metrics["gate_passed"] is True
+    assert metrics["fid"] == pytest.approx(metrics["fid_floor"], rel=1e-9)  # same images, same protocol
+    assert metrics["acc_synthetic"] == pytest.approx(metrics["acc_real"])   # same data, same seeds
+    assert metrics["precision"] > 0.5 and metrics["coverage"] > 0.5
+
+
+def test_gate_stops_noise_images_and_names_the_failed_checks(prepared):
+    tmp, params = prepared
+    syn = tmp / "data/synthetic/cgan"
+    shutil.rmtree(syn, ignore_errors=True)
+    rng = np.random.default_rng(0)
+    writer = DatasetWriter(syn, [str(i) for i in range(10)], workers=1)
+    writer.add(rng.integers(0, 256, (300, 1, 8, 8), dtype=np.uint8), np.arange(300) % 10,
+               [f"noise-{i}" for i in range(300)], split="train", source="synthetic", generator="cgan",
+               checkpoint_sha256="0" * 64, seeds=np.arange(300))
+    writer.close("# noise\n")
+    result = run_cli("evaluate", "--params", str(params), "--generator", "cgan")
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert "quality gate failed for cgan" in line and "fid_ratio" in line and "acc_ratio" in line
+    assert "Traceback" not in result.stderr
+    out = tmp / "data/evaluation/cgan"
+    gate = json.loads((out / "gate.json").read_text())
+    assert gate["passed"] is False and {c["check"] for c in gate["checks"] if not c["passed"]} == {
+        "fid_ratio", "acc_ratio"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["fid"] > GATE["max_fid_ratio"] * metrics["fid_floor"]
+    assert metrics["acc_synthetic"] < 0.5 and metrics["n_synthetic"] == 300
+    assert len(pd.read_csv(out / "per_class.csv")) == 10
