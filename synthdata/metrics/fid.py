@@ -3,9 +3,9 @@ a two time-scale update rule converge to a local Nash equilibrium").
 
     d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1^1/2 S2 S1^1/2)^1/2)
 
-The trace of the matrix square root is computed from eigenvalues in float64: S1^1/2 from a symmetric
-eigendecomposition, then the eigenvalues of the symmetric PSD matrix S1^1/2 S2 S1^1/2. Two ``eigh`` calls
-replace ``scipy.linalg.sqrtm`` (a Schur decomposition of a non-symmetric product that returns complex
+The trace of the matrix square root is computed from eigenvalues in float64: with S1 = L L^T (Cholesky;
+the symmetric square root from ``eigh`` when S1 is singular), the eigenvalues of the symmetric PSD matrix
+L^T S2 L are those of S1 S2. A Cholesky and one ``eigvalsh`` replace ``scipy.linalg.sqrtm`` (a Schur decomposition of a non-symmetric product that returns complex
 noise); the result is real and non-negative by construction, never NaN, even for singular covariances.
 """
 
@@ -51,8 +51,12 @@ def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
     """Squared Fréchet distance between N(a.mu, a.sigma) and N(b.mu, b.sigma), in float64."""
     if a.mu.shape != b.mu.shape:
         raise ValueError(f"feature dimensions differ: {a.mu.shape} vs {b.mu.shape}")
-    root = _psd_sqrt(a.sigma)
-    middle = root @ b.sigma @ root
+    try:  # S1 = L L^T: L^T S2 L has the eigenvalues of S1 S2, and Cholesky is ~10x cheaper than eigh
+        root = np.linalg.cholesky(a.sigma)
+        middle = root.T @ b.sigma @ root
+    except np.linalg.LinAlgError:  # singular S1 (fewer samples than dimensions): the PSD square root
+        root = _psd_sqrt(a.sigma)
+        middle = root @ b.sigma @ root
     eig = np.linalg.eigvalsh((middle + middle.T) / 2.0)
     tr_covmean = float(np.sqrt(np.clip(eig, 0.0, None)).sum())
     diff = a.mu - b.mu
