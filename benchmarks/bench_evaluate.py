@@ -53,6 +53,15 @@ def bench_frechet(repeats: int) -> list[tuple]:
             ("Fréchet distance, 2048-d, scipy.linalg.sqrtm", f"{r:.2f} s", "100%", "-")]
 
 
+def _rate(ex, images: torch.Tensor, label: str) -> tuple:
+    """Throughput of one extractor, after one warm-up batch."""
+    ex(images[:ex.batch])
+    t = time.perf_counter()
+    ex(images)
+    s = time.perf_counter() - t
+    return (label, f"{s:.2f} s / {len(images)}", f"{len(images) / s:.1f} img/s", "-")
+
+
 def bench_features(device: torch.device) -> list[tuple]:
     import warnings
 
@@ -64,12 +73,7 @@ def bench_features(device: torch.device) -> list[tuple]:
         model = SmallCNN(1, 10, (size, size), 16, 64).eval().to(device)
         ex = Extractor(model, lambda x, m=model: m.features(SmallCNN.normalize(x)), 500, device)
         images = torch.randint(0, 256, (20000, 1, size, size), dtype=torch.uint8)
-        ex(images[:500])
-        t = time.perf_counter()
-        ex(images)
-        s = time.perf_counter() - t
-        rows.append((f"features: domain CNN (width 16), {size}x{size}, {device.type}", f"{s:.2f} s / 20000",
-                     f"{20000 / s:.0f} img/s", "-"))
+        rows.append(_rate(ex, images, f"features: domain CNN (width 16), {size}x{size}, {device.type}"))
     import torch_fidelity.feature_extractor_inceptionv3 as fe
 
     orig = (fe.load_state_dict_from_url, fe.FeatureExtractorInceptionV3.load_state_dict)
@@ -83,13 +87,8 @@ def bench_features(device: torch.device) -> list[tuple]:
         fe.load_state_dict_from_url, fe.FeatureExtractorInceptionV3.load_state_dict = orig
     n = 256 if device.type == "cpu" else 4096
     images = torch.randint(0, 256, (n, 3, 28, 28), dtype=torch.uint8)
-    ex = Extractor(net, lambda x: net(x)[0], 64, device)
-    ex(images[:64])
-    t = time.perf_counter()
-    ex(images)
-    s = time.perf_counter() - t
-    rows.append((f"features: Inception-v3 pool3 (resized to 299), {device.type}", f"{s:.2f} s / {n}",
-                 f"{n / s:.1f} img/s", "-"))
+    rows.append(_rate(Extractor(net, lambda x: net(x)[0], 64, device), images,
+                      f"features: Inception-v3 pool3 (resized to 299), {device.type}"))
     return rows
 
 

@@ -197,6 +197,18 @@ def load_dataset(root: str | os.PathLike, workers: int = 0) -> LoadedDataset:
     return LoadedDataset(images, labels, class_names, df)
 
 
+def check_disjoint(named: dict[str, LoadedDataset]) -> None:
+    """Stop if any two datasets share an image (by ``pixel_sha256``): a leak between splits."""
+    seen = {k: set(v.metadata["pixel_sha256"]) for k, v in named.items()}
+    keys = list(seen)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            common = seen[a] & seen[b]
+            if common:
+                raise SynthdataError(f"leak: {len(common)} identical image(s) in both {a} and {b}; "
+                                     "run 'synthdata prepare' again (it drops duplicates)")
+
+
 def dataset_card(title: str, summary: str, counts: dict[str, int], class_names: list[str],
                  provenance: list[str], license: str) -> str:
     rows = "\n".join(f"| {c} | {counts.get(c, 0)} |" for c in class_names)

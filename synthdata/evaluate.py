@@ -35,6 +35,7 @@ from synthdata.metrics import FeatureStats, frechet_distance, kernel_distance, p
 from synthdata.params import Params, resolved
 from synthdata.reference import load_splits, protocol
 from synthdata.seeding import derive
+from synthdata.train import setup_device
 
 
 def _fid(a: np.ndarray, b_stats: FeatureStats, what: str) -> float:
@@ -114,7 +115,7 @@ def _baseline(params: Params) -> dict:
 def run(params: Params, name: str) -> dict:
     t_start = time.perf_counter()
     ep = params.evaluate
-    device = features.device_for(params)
+    device = setup_device(params.train)
     baseline = _baseline(params)
     splits = load_splits(params)
     train, val, test = splits["train"], splits["val"], splits["test"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -40,13 +39,13 @@ def register(name: str):
 
 
 class Extractor:
-    name: str
-    dim: int
-    sha256: str
+    """``fn`` (a network's feature function) applied batch by batch; ``name``, ``dim`` and the weights'
+    ``sha256`` say which features these are."""
 
     def __init__(self, net: torch.nn.Module, fn: Callable[[torch.Tensor], torch.Tensor], batch: int,
-                 device: torch.device):
+                 device: torch.device, name: str = "", dim: int = 0, sha256: str = ""):
         self.net, self.fn, self.batch, self.device = net, fn, batch, device
+        self.name, self.dim, self.sha256 = name, dim, sha256
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> np.ndarray:
@@ -83,9 +82,8 @@ def domain(params: Params, device: torch.device) -> Extractor:
     path = Path(params.paths.reference) / DOMAIN_FILE
     model, info = load_domain(path)
     model.to(device)
-    ex = Extractor(model, lambda x: model.features(SmallCNN.normalize(x)), params.evaluate.batch_size, device)
-    ex.name, ex.dim, ex.sha256 = "domain", info["feature_dim"], sha256_file(path)
-    return ex
+    return Extractor(model, lambda x: model.features(SmallCNN.normalize(x)), params.evaluate.batch_size, device,
+                     "domain", info["feature_dim"], sha256_file(path))
 
 
 @register("inception")
@@ -120,29 +118,8 @@ def inception(params: Params, device: torch.device) -> Extractor:
             x = x.expand(-1, 3, -1, -1)
         return net(x)[0]
 
-    ex = Extractor(net, fn, min(params.evaluate.batch_size, 64), device)
-    ex.name, ex.dim, ex.sha256 = "inception-v3-pool3", 2048, sha
-    return ex
+    return Extractor(net, fn, min(params.evaluate.batch_size, 64), device, "inception-v3-pool3", 2048, sha)
 
 
 def build(params: Params, device: torch.device) -> Extractor:
     return REGISTRY[params.evaluate.feature_extractor](params, device)
-
-
-def check_disjoint(named: dict[str, "object"]) -> None:
-    """Stop if any two datasets (LoadedDataset-like, with a ``metadata.pixel_sha256`` column) share an image."""
-    seen: dict[str, set] = {k: set(v.metadata["pixel_sha256"]) for k, v in named.items()}
-    keys = list(seen)
-    for i, a in enumerate(keys):
-        for b in keys[i + 1:]:
-            common = seen[a] & seen[b]
-            if common:
-                raise SynthdataError(f"leak: {len(common)} identical image(s) in both {a} and {b}; "
-                                     "run 'synthdata prepare' again (it drops duplicates)")
-
-
-def device_for(params: Params) -> torch.device:
-    from synthdata.train import pick_device
-
-    torch.set_num_threads(params.train.threads or os.cpu_count() or 1)
-    return pick_device(params.train.device)

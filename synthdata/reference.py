@@ -14,16 +14,17 @@ import time
 from pathlib import Path
 
 from synthdata import classifier, features
-from synthdata.dataset import load_dataset
+from synthdata.dataset import check_disjoint, load_dataset
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, write_json
 from synthdata.params import Params, resolved
 from synthdata.prepare import SPLITS
+from synthdata.train import setup_device
 
 
 def load_splits(params: Params) -> dict:
     splits = {s: load_dataset(Path(params.paths.prepared) / s) for s in SPLITS}
-    features.check_disjoint(splits)
+    check_disjoint(splits)
     for s, d in splits.items():
         missing = [c for k, c in enumerate(d.class_names) if not (d.labels == k).any()]
         if missing:
@@ -39,7 +40,7 @@ def protocol(params: Params) -> dict:
 
 
 def run(params: Params) -> dict:
-    device = features.device_for(params)
+    device = setup_device(params.train)
     splits = load_splits(params)
     train, val, test = (splits[s] for s in SPLITS)
     cfg = params.evaluate.classifier

@@ -23,7 +23,7 @@ from synthdata.dataset import DatasetWriter, dataset_card, read_metadata
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, write_json
 from synthdata.params import Params, SampleParams, resolved
-from synthdata.train import pick_device
+from synthdata.train import setup_device
 
 
 def plan_counts(params: SampleParams, class_names: list[str]) -> list[int]:
@@ -41,8 +41,7 @@ def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
         progress: bool | None = None) -> dict:
     sp = params.sample
     ckpt = Path(checkpoint) if checkpoint else Path(params.paths.models) / name
-    device = pick_device(params.train.device)
-    torch.set_num_threads(params.train.threads or os.cpu_count() or 1)
+    device = setup_device(params.train)
     model = load_generator(ckpt, expect=name, device=device).to(memory_format=torch.channels_last)
     class_names = model.class_names
     counts = plan_counts(sp, class_names)

@@ -37,6 +37,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def setup_device(common) -> torch.device:
+    """The device named by ``train.device`` (and ``train.threads`` CPU threads): every stage that runs
+    networks calls this."""
+    torch.set_num_threads(common.threads or os.cpu_count() or 1)
+    return pick_device(common.device)
+
+
 class BatchSampler:
     """Batch ``step`` is slice ``step % n_batches`` of a permutation seeded by (seed, epoch)."""
 
@@ -73,8 +80,7 @@ def run(params: Params, name: str, resume: bool = True, progress: bool | None = 
     common = params.train
     train_dir = Path(params.paths.prepared) / "train"
     data = load_dataset(train_dir)
-    device = pick_device(common.device)
-    torch.set_num_threads(common.threads or os.cpu_count() or 1)
+    device = setup_device(common)
     torch.manual_seed(derive(common.seed, name, "init"))
     model = cls(cfg, tuple(data.images.shape[1:]), len(data.class_names)).to(device)
     if device.type == "cuda":

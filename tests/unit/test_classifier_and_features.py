@@ -9,6 +9,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from synthdata import classifier, features
+from synthdata.dataset import check_disjoint
 from synthdata.errors import SynthdataError
 from synthdata.params import ClassifierParams, load_params
 from tests.conftest import write_params
@@ -55,9 +56,9 @@ def _ds(hashes):
 
 
 def test_leak_between_splits_is_refused():
-    features.check_disjoint({"train": _ds(["a", "b"]), "val": _ds(["c"]), "test": _ds(["d"])})
+    check_disjoint({"train": _ds(["a", "b"]), "val": _ds(["c"]), "test": _ds(["d"])})
     with pytest.raises(SynthdataError, match="leak: 1 identical image.*train and test"):
-        features.check_disjoint({"train": _ds(["a", "b"]), "val": _ds(["c"]), "test": _ds(["b"])})
+        check_disjoint({"train": _ds(["a", "b"]), "val": _ds(["c"]), "test": _ds(["b"])})
 
 
 def _inception_weights(path, monkeypatch):
