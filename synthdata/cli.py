@@ -7,7 +7,7 @@ import json
 import sys
 
 from synthdata import generators
-from synthdata.errors import GateFailed, SynthdataError
+from synthdata.errors import GateFailed, RepoBusy, SynthdataError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,7 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.choices["train"].add_argument("--no-resume", action="store_true",
                                       help="start over even if a matching checkpoint exists")
     sub.choices["sample"].add_argument("--checkpoint", help="checkpoint file or folder (default: paths.models/NAME)")
-    stage("all", "prepare and reference, then train, sample and evaluate every generator")
+    stage("publish", "stage the gated augmented dataset for release (data/published)")
+    stage("report", "write the markdown report of the run (data/report)")
+    stage("all", "every stage in order: prepare, reference, train, sample, evaluate, publish, report")
+    rel = stage("release", "after 'dvc repro': push to the DVC remote, record the version, git-tag it")
+    rel.add_argument("--remote", help="DVC remote to push to (default: the repository's default remote)")
     return p
 
 
@@ -52,14 +56,23 @@ def _run(args: argparse.Namespace) -> None:
         for name in names:
             print(json.dumps(sample.run(params, name, checkpoint=getattr(args, "checkpoint", None))))
     if args.command in ("evaluate", "all"):
-        failed = []
         for name in names:
-            try:
-                print(json.dumps(evaluate.run(params, name)))
-            except GateFailed as exc:  # score every generator before stopping
-                failed.append(str(exc))
-        if failed:
-            raise GateFailed(" | ".join(failed))
+            print(json.dumps(evaluate.run(params, name)))
+    if args.command in ("publish", "all"):
+        from synthdata import publish
+
+        print(json.dumps(publish.run(params)))
+    if args.command in ("report", "all"):
+        from synthdata import report
+
+        print(json.dumps(report.run(params)))
+    if args.command == "release":
+        from synthdata import release
+
+        print(json.dumps(release.run(params, remote=args.remote)))
+
+
+EXIT_CODES = ((RepoBusy, 75), (GateFailed, 3), (SynthdataError, 2))  # 75: EX_TEMPFAIL, worth retrying
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         _run(args)
     except SynthdataError as exc:
         print(f"synthdata {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return next(code for kind, code in EXIT_CODES if isinstance(exc, kind))
     except KeyboardInterrupt:
         print(f"synthdata {args.command}: interrupted; the last checkpoint is kept, run the same command to "
               "resume", file=sys.stderr)

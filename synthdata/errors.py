@@ -11,3 +11,7 @@ class SynthdataError(Exception):
 
 class GateFailed(SynthdataError):
     """A synthetic dataset failed the quality gate: its evaluation is written, it is not publishable."""
+
+
+class RepoBusy(SynthdataError):
+    """Another dvc process holds the repository lock: transient, worth retrying (exit code 75)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from synthdata import generators
 from synthdata.errors import SynthdataError
@@ -28,6 +28,8 @@ class PathsParams(Section):
     augmented: str = "data/augmented"
     reference: str = "data/reference"
     evaluation: str = "data/evaluation"
+    published: str = "data/published"
+    report: str = "data/report"
 
 
 class DataParams(Section):
@@ -138,6 +140,14 @@ class GateParams(Section):
     min_acc_ratio: float = Field(0.9, ge=0, le=1, description="smallest allowed acc_synthetic / acc_real")
 
 
+class PublishParams(Section):
+    """What the ``publish`` stage stages for release: one gated augmented dataset."""
+
+    name: str = Field("synthdata", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                      description="dataset name: release tags are <name>-v<N>")
+    generator: str = Field("auto", description="auto (the passing generator with the best acc_synthetic) or a name")
+
+
 class Params(Section):
     generators: list[str] = Field(default_factory=lambda: ["cgan", "cvae"], min_length=1)
     paths: PathsParams = PathsParams()
@@ -147,6 +157,7 @@ class Params(Section):
     sample: SampleParams = SampleParams()
     evaluate: EvaluateParams = EvaluateParams()
     gate: GateParams = GateParams()
+    publish: PublishParams = PublishParams()
 
     @field_validator("generators")
     @classmethod
@@ -155,6 +166,13 @@ class Params(Section):
         if unknown:
             raise ValueError(f"unknown generator {unknown[0]!r}; choose from {generators.generator_names()}")
         return v
+
+    @model_validator(mode="after")
+    def _publish_listed(self) -> "Params":
+        if self.publish.generator != "auto" and self.publish.generator not in self.generators:
+            raise ValueError(f"publish.generator {self.publish.generator!r} is not in generators {self.generators}; "
+                             "use 'auto' or one of them")
+        return self
 
     def generator_config(self, name: str) -> generators.GeneratorConfig:
         return getattr(self.train, generators.get(name).name)
@@ -165,6 +183,8 @@ def _describe(err: dict, file: str) -> str:
     if err["type"] == "extra_forbidden":
         return f"{file}: unknown key '{key}' (check its spelling; the README lists every key)"
     msg = err["msg"].removeprefix("Value error, ")
+    if not err["loc"]:  # a check across sections names its own keys
+        return f"{file}: {msg}"
     return f"{file}: {key}: {msg} (got {err.get('input')!r})"
 
 

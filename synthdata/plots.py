@@ -70,3 +70,18 @@ def confusion_chart(matrix: list[list[int]], names: list[str], path: Path, title
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def line_chart(table, x: str, path: Path, title: str) -> None:
+    """Every numeric column of a pandas table against column ``x`` (training losses)."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    for col in table.columns:
+        if col != x:
+            ax.plot(table[x], table[col], label=col, linewidth=1)
+    ax.set_xlabel(x)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,72 @@ def make_npz(path: Path, n_per_class: int = 6, classes: int = 3, size: int = 8, 
     x = (rng.random((len(y), size, size)) * 255).astype(np.uint8)
     np.savez(path, x=x, y=y, **extra)
     return path
+
+
+# --- a throw-away copy of this repository as its own git + DVC project (e2e tests of dvc, release, flows) ---
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "synthdata tests", "GIT_AUTHOR_EMAIL": "tests@synthdata.invalid",
+           "GIT_COMMITTER_NAME": "synthdata tests", "GIT_COMMITTER_EMAIL": "tests@synthdata.invalid"}
+
+
+def tool_env() -> dict:
+    """The environment for dvc/git/python subprocesses: this interpreter's bin first (stage commands say
+    ``python -m synthdata``), a git identity for release commits."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, **GIT_ENV, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+            "PYTHONUNBUFFERED": "1"}
+
+
+def run_tool(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", *argv] if argv[0] in ("dvc", "synthdata", "flows.pipeline") else list(argv)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=tool_env())
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def make_repo(dest: Path, **sections) -> Path:
+    """Copy this repository's files (tracked and untracked, not ignored; no dvc.lock or release table) to
+    ``dest``, write tiny parameters with the default relative paths, and make it a fresh git repo."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, listed):
+        src = REPO / rel
+        if rel in ("dvc.lock", "published.csv") or not src.is_file():
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest / rel)
+    tiny = tiny_params(dest, **sections)
+    del tiny["paths"]  # keep the repository's relative data/ paths
+    params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), tiny)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for argv in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "init"]):
+        subprocess.run(argv, cwd=dest, check=True, env=tool_env(), capture_output=True)
+    return dest
+
+
+def ran_stages(output: str) -> set[str]:
+    """Stages that ``dvc repro`` ran, from its 'Running stage ...' lines."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+@pytest.fixture(scope="session")
+def built_repo(tmp_path_factory) -> Path:
+    """A repository copy after one full ``dvc repro`` on tiny settings (tests copy it before changing it)."""
+    root = make_repo(tmp_path_factory.mktemp("built") / "repo")
+    proc = run_tool("dvc", "repro", cwd=root)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (root.parent / "first-repro.txt").write_text(proc.stdout)
+    return root
+
+
+@pytest.fixture
+def repo(built_repo: Path, tmp_path: Path) -> Path:
+    """A private copy of the built repository."""
+    dest = tmp_path / "repo"
+    shutil.copytree(built_repo, dest, symlinks=True)
+    return dest

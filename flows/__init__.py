@@ -1,0 +1,1 @@
+"""Prefect flows that run the synthdata DVC pipeline (see flows/pipeline.py)."""

@@ -1,0 +1,145 @@
+"""``synthdata release``: make the staged, gated dataset a version other teams can get.
+
+Runs after ``dvc repro`` (DVC writes ``dvc.lock`` only when a stage has finished, so a version cannot be
+cut from inside a stage). In order, each step only once the one before it has succeeded:
+
+1. refuse unless ``publish`` staged a dataset that passed the gate, ``dvc status`` is clean, and no
+   tracked file other than ``dvc.lock`` / ``params.yaml`` has uncommitted changes (the tag must rebuild it);
+2. ``dvc push`` every output to the DVC remote (objects are content-addressed and a folder's listing is
+   uploaded after its files, so an interrupted push exposes nothing);
+3. add a row to ``published.csv`` and commit it with ``dvc.lock`` and ``params.yaml``;
+4. create the annotated git tag ``<publish.name>-v<N>``: the version exists from this moment.
+
+An interruption before step 4 leaves every earlier version as it was, and the next release does the
+whole thing again. Releasing a dataset identical to the latest version does nothing.
+
+Consumers: ``dvc get <repo> data/published/dataset --rev <tag>`` (or ``dvc import``), then torchvision
+``ImageFolder`` or ``pandas.read_parquet(".../metadata.parquet")``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+import subprocess
+from pathlib import Path
+
+from synthdata.errors import GateFailed, RepoBusy, SynthdataError
+from synthdata.fsutil import atomic_write_bytes
+from synthdata.params import Params
+from synthdata.publish import DATASET, read_manifest
+
+TABLE = "published.csv"
+COLUMNS = ["version", "released_at", "dataset_id", "generator", "images", "real_images", "synthetic_images",
+           "fid", "fid_floor", "acc_real", "acc_synthetic", "acc_augmented", "path", "remote"]
+ALLOWED_DIRTY = {"dvc.lock", "params.yaml", TABLE}
+
+
+def _git(root: Path, *args: str, check: bool = True) -> str:
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        first = (proc.stderr or proc.stdout).strip().splitlines()
+        raise SynthdataError(f"git {args[0]} failed: {first[-1] if first else proc.returncode}")
+    return proc.stdout
+
+
+def _dvc_error(exc: Exception, doing: str) -> SynthdataError:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "lock" in msg.lower():
+        return RepoBusy(f"{doing}: the DVC repository is locked by another dvc process ({msg}); retry when it ends")
+    return SynthdataError(f"{doing}: {msg}")
+
+
+def read_table(root: Path) -> list[dict]:
+    path = root / TABLE
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _table_bytes(rows: list[dict]) -> bytes:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue().encode()
+
+
+def versions(root: Path, name: str) -> list[int]:
+    pat = re.compile(rf"^{re.escape(name)}-v(\d+)$")
+    return sorted(int(m.group(1)) for t in _git(root, "tag", "--list", f"{name}-v*").split()
+                  if (m := pat.match(t)))
+
+
+def run(params: Params, remote: str | None = None) -> dict:
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    manifest = read_manifest(params)
+    if not manifest["published"]:
+        raise GateFailed(f"nothing to release: {manifest['reason']}")
+    root = Path(_git(Path.cwd(), "rev-parse", "--show-toplevel").strip())
+    name = params.publish.name
+    try:
+        with Repo(str(root)) as repo:
+            stale = repo.status()
+    except DvcException as exc:
+        raise _dvc_error(exc, "dvc status") from None
+    if stale:
+        raise SynthdataError(f"the pipeline is not up to date (dvc status: {', '.join(sorted(stale)[:4])}); "
+                             "run 'dvc repro' first")
+    dirty = [line[3:] for line in _git(root, "status", "--porcelain", "--untracked-files=no").splitlines()]
+    dirty = [p for p in dirty if p not in ALLOWED_DIRTY]
+    if dirty:
+        raise SynthdataError(f"uncommitted changes to {', '.join(dirty[:3])}: commit them first, so that the "
+                             "release tag rebuilds this dataset")
+
+    rows = read_table(root)
+    done = versions(root, name)
+    for row in reversed(rows):
+        if row["version"] in {f"{name}-v{n}" for n in done} and row["dataset_id"] == manifest["dataset_id"]:
+            return {"version": row["version"], "released": False, "dataset_id": manifest["dataset_id"],
+                    "note": "identical to an existing version; nothing to do"}
+
+    try:
+        with Repo(str(root)) as repo:
+            remote_name = remote or repo.config["core"].get("remote")
+            if not remote_name:
+                raise SynthdataError("no DVC remote: add one with 'dvc remote add -d NAME URL' (see README)")
+            pushed = repo.push(remote=remote_name)
+    except (DvcException, OSError) as exc:
+        raise _dvc_error(exc, f"dvc push to remote '{remote or 'default'}' failed; nothing was released") from None
+
+    version = f"{name}-v{(done[-1] if done else 0) + 1}"
+    s = manifest["scores"]
+    path = f"{Path(params.paths.published).as_posix()}/{DATASET}"
+    row = {"version": version, "released_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+           "dataset_id": manifest["dataset_id"], "generator": manifest["generator"], "images": manifest["images"],
+           "real_images": manifest["real_images"], "synthetic_images": manifest["synthetic_images"],
+           **{k: s.get(k) for k in ("fid", "fid_floor", "acc_real", "acc_synthetic", "acc_augmented")},
+           "path": path, "remote": remote_name}
+    table = root / TABLE
+    before = table.read_bytes() if table.exists() else None
+    try:
+        atomic_write_bytes(table, _table_bytes([r for r in rows if r["version"] != version] + [row]))
+        _git(root, "add", "--", TABLE, "dvc.lock", "params.yaml")
+        _git(root, "commit", "-q", "-m", f"Release {version}: {manifest['generator']} augmented dataset "
+             f"({manifest['images']} images, dataset id {manifest['dataset_id'][:12]})", "--", TABLE, "dvc.lock",
+             "params.yaml")
+    except BaseException:
+        if before is None:
+            table.unlink(missing_ok=True)
+        else:
+            atomic_write_bytes(table, before)
+        _git(root, "reset", "-q", "--", TABLE, check=False)
+        raise
+    message = "\n".join([f"{version}: {manifest['generator']} augmented dataset", "",
+                         f"dataset_id: {manifest['dataset_id']}", f"path: {path}",
+                         *(f"{k}: {s.get(k)}" for k in ("fid", "fid_floor", "acc_real", "acc_synthetic",
+                                                         "acc_augmented"))])
+    _git(root, "tag", "-a", version, "-m", message)
+    return {"version": version, "released": True, "dataset_id": manifest["dataset_id"], "pushed_files": pushed,
+            "get": f"dvc get <this repo> {path} --rev {version}"}

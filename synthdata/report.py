@@ -1,0 +1,88 @@
+"""Stage ``report``: one human-readable markdown report of the run, with its pictures beside it.
+
+``<paths.report>/report.md`` holds the metrics table of every generator, the gate's verdict and checks,
+what was published (or why nothing was) with the published dataset card, and per generator the sample
+grid, the training-loss curve and the evaluation charts (copied next to the report, so the folder is
+self-contained and renders on any markdown viewer). Nothing in it depends on the clock: the same inputs
+give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from synthdata import plots
+from synthdata.fsutil import atomic_dir
+from synthdata.params import Params
+from synthdata.publish import DATASET, candidates, read_manifest
+from synthdata.train import LOSSES
+
+CHARTS = ("samples.png", "per_class_fid.png", "accuracy.png", "confusion.png")
+
+
+def _num(v, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def metrics_table(rows: list[dict]) -> str:
+    """Markdown table of every candidate's headline scores and gate verdict (also the Prefect artifact)."""
+    head = ("| generator | gate | fid | floor | fid/floor | precision | recall | acc real | acc synthetic "
+            "| acc real+synthetic |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    lines = [head]
+    for r in rows:
+        s = r["scores"]
+        acc = lambda k: f"{_num(s[k])} ± {_num(s[k + '_std'])}"  # noqa: E731
+        verdict = "passed" if r["passed"] else "FAILED: " + "; ".join(r["failed_checks"])
+        lines.append(f"| {r['generator']} | {verdict} | {_num(s['fid'])} | {_num(s['fid_floor'])} "
+                     f"| {_num(s['fid_ratio'], 2)} | {_num(s['precision'])} | {_num(s['recall'])} "
+                     f"| {acc('acc_real')} | {acc('acc_synthetic')} | {acc('acc_augmented')} |")
+    return "\n".join(lines)
+
+
+def published_summary(manifest: dict) -> str:
+    if not manifest["published"]:
+        return f"**Nothing published.** {manifest['reason']}."
+    return (f"**Published: `{manifest['generator']}`** ({manifest['reason']}): {manifest['images']} images "
+            f"({manifest['real_images']} real, {manifest['synthetic_images']} synthetic), dataset id "
+            f"`{manifest['dataset_id'][:16]}`.")
+
+
+def run(params: Params) -> dict:
+    rows = candidates(params)
+    manifest = read_manifest(params)
+    published = Path(params.paths.published)
+    parts = [f"# synthdata report: {params.publish.name}", "",
+             f"Data source `{params.data.source}`; generators {', '.join(params.generators)}; "
+             f"features `{rows[0]['scores']['feature_extractor']}`.", "",
+             "## Verdict", "", published_summary(manifest), "",
+             "## Metrics (real test split)", "", metrics_table(rows), "",
+             "fid: FID of the synthetic images against the real test split; floor: FID of as many real train "
+             "images against the same split; acc: real-test accuracy (mean ± std over seeds) of one classifier "
+             "trained on real, synthetic or real + synthetic data.", ""]
+    with atomic_dir(params.paths.report) as tmp:
+        for r in rows:
+            name = r["generator"]
+            parts += [f"## {name}", ""]
+            for c in json.loads((Path(params.paths.evaluation) / name / "gate.json").read_text())["checks"]:
+                mark = "passed" if c["passed"] else "FAILED"
+                parts.append(f"- gate {c['check']}: {c['value']:.3f} {c['op']} {c['limit']} ({c['detail']}): {mark}")
+            parts.append("")
+            losses = Path(params.paths.models) / name / LOSSES
+            if losses.exists():
+                plots.line_chart(pd.read_csv(losses), "step", tmp / f"{name}_losses.png", f"{name}: training losses")
+                parts += [f"![{name} training losses]({name}_losses.png)", ""]
+            for chart in CHARTS:
+                src = Path(params.paths.evaluation) / name / chart
+                if src.exists():
+                    shutil.copy2(src, tmp / f"{name}_{chart}")
+                    parts += [f"![{name} {chart[:-4]}]({name}_{chart})", ""]
+        card = published / DATASET / "README.md"
+        if manifest["published"] and card.exists():
+            body = "\n".join("#" + line if line.startswith("#") else line for line in card.read_text().splitlines())
+            parts += ["## Dataset card of the published dataset", "", body, ""]
+        (tmp / "report.md").write_text("\n".join(parts))
+    return {"report": str(Path(params.paths.report) / "report.md"), "published": manifest["published"]}
