@@ -14,10 +14,10 @@ Serve a deployment with a cron schedule (needs a Prefect server; see README, "Sc
 
     python -m flows.pipeline --serve --cron "0 3 * * *"
 
-``--set KEY=VALUE`` (or the ``params`` flow parameter) overrides ``params.yaml`` the way
-``dvc exp run -S`` does (DVC's own override code): the file is changed, validated before any stage runs,
-DVC records the values in ``dvc.lock``, and ``synthdata release`` commits both, so what ran is what is
-recorded.
+``--set KEY=VALUE`` (or the ``params`` flow parameter, e.g. ``{"sample.per_class": 100}``) overrides
+``params.yaml`` the way ``dvc exp run -S`` does: the file itself is changed (validated first, comments
+kept), DVC records the values in ``dvc.lock``, and ``synthdata release`` commits both, so what ran is what
+is recorded.
 """
 
 from __future__ import annotations
@@ -84,10 +84,11 @@ def _failure(what: str, code: int | None, lines: list[str]):
 
 
 @task(name="apply-params", cache_policy=NO_CACHE)
-def apply_params(root: Path, overrides: dict[str, Any]) -> list[str]:
-    """Apply dotted-key overrides to params.yaml with DVC's ``-S`` code; validate before replacing."""
-    from dvc.utils.hydra import apply_overrides
+def apply_params(root: Path, overrides: dict[str, Any]):
+    """Set dotted keys of params.yaml (validated first) with DVC's own comment-keeping YAML writer."""
+    from dvc.utils.serialize import modify_yaml
 
+    from synthdata.errors import SynthdataError
     from synthdata.params import load_params
 
     if not overrides:
@@ -96,10 +97,19 @@ def apply_params(root: Path, overrides: dict[str, Any]) -> list[str]:
     fd, tmp = tempfile.mkstemp(prefix=".params-", suffix=".yaml", dir=root)
     os.close(fd)
     try:
+        load_params(root / PARAMS, overrides=overrides)  # an unknown key or a bad value stops here, named
         Path(tmp).write_bytes((root / PARAMS).read_bytes())
-        apply_overrides(tmp, items)
-        load_params(tmp)  # an unknown key or a bad value stops here; params.yaml is untouched
+        with modify_yaml(tmp) as data:
+            for dotted, value in overrides.items():
+                *parents, leaf = dotted.split(".")
+                node = data
+                for part in parents:
+                    node = node[part]
+                node[leaf] = value
+        load_params(tmp)
         os.replace(tmp, root / PARAMS)
+    except SynthdataError as exc:  # params.yaml is untouched
+        return Failed(message=f"{USER_ERROR}params: {exc}")
     finally:
         Path(tmp).unlink(missing_ok=True)
     get_run_logger().info("params.yaml overrides applied (recorded by DVC in dvc.lock): %s", ", ".join(items))
@@ -203,8 +213,7 @@ def pipeline(params: dict[str, Any] | None = None, release_dataset: bool = True,
         return Failed(message=f"{USER_ERROR}{root} has no dvc.yaml: pass repo=<the synthdata repository>")
     overrides_state = apply_params(root, params or {}, return_state=True)
     if overrides_state.is_failed():
-        msg = str(overrides_state.result(raise_on_failure=False)).splitlines()[0]
-        return Failed(message=f"{USER_ERROR}params: {msg}")
+        return Failed(message=overrides_state.message.removeprefix(USER_ERROR))
     overrides = overrides_state.result()
     ran: list[str] = []
     failure = None

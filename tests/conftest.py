@@ -27,7 +27,8 @@ def tiny_params(tmp: Path, **sections) -> dict:
     params = {
         "generators": ["cgan", "cvae"],
         "paths": {k: str(tmp / "data" / k)
-                  for k in ("prepared", "models", "synthetic", "augmented", "reference", "evaluation")},
+                  for k in ("prepared", "models", "synthetic", "augmented", "reference", "evaluation", "published",
+                            "report")},
         "data": {"source": "sklearn-digits"},
         "prepare": {"seed": 0},
         "train": TINY_TRAIN,

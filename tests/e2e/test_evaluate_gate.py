@@ -1,5 +1,6 @@
 """The evaluate stage and its quality gate through the real CLI: a perfect "generator" (a copy of the real
-train split) passes the default thresholds; noise images are stopped with the failed checks named."""
+train split) passes the default thresholds; noise images fail it with the failed checks named, and then
+are neither published nor released, while the report says why."""
 
 import json
 import shutil
@@ -20,7 +21,7 @@ CLASSIFIER = {"width": 8, "feature_dim": 16, "steps": 200, "batch_size": 64, "ev
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gate")
-    params = write_params(tmp, gate=GATE, evaluate={"kid_subsets": 5, "classifier": CLASSIFIER})
+    params = write_params(tmp, generators=["cgan"], gate=GATE, evaluate={"kid_subsets": 5, "classifier": CLASSIFIER})
     for stage in ("prepare", "reference"):
         result = run_cli(stage, "--params", str(params))
         assert result.returncode == 0, result.stderr
@@ -48,7 +49,7 @@ def test_gate_passes_a_perfect_generator(prepared):
     assert metrics["precision"] > 0.5 and metrics["coverage"] > 0.5
 
 
-def test_gate_stops_noise_images_and_names_the_failed_checks(prepared):
+def test_gate_stops_noise_images_from_being_published(prepared):
     tmp, params = prepared
     syn = tmp / "data/synthetic/cgan"
     shutil.rmtree(syn, ignore_errors=True)
@@ -59,10 +60,9 @@ def test_gate_stops_noise_images_and_names_the_failed_checks(prepared):
                checkpoint_sha256="0" * 64, seeds=np.arange(300))
     writer.close("# noise\n")
     result = run_cli("evaluate", "--params", str(params), "--generator", "cgan")
-    assert result.returncode == 2
+    assert result.returncode == 0, result.stderr  # the verdict is data: publish acts on it
     line = result.stderr.strip().splitlines()[-1]
-    assert "quality gate failed for cgan" in line and "fid_ratio" in line and "acc_ratio" in line
-    assert "Traceback" not in result.stderr
+    assert "quality gate FAILED" in line and "fid_ratio" in line and "acc_ratio" in line
     out = tmp / "data/evaluation/cgan"
     gate = json.loads((out / "gate.json").read_text())
     assert gate["passed"] is False and {c["check"] for c in gate["checks"] if not c["passed"]} == {
@@ -71,3 +71,13 @@ def test_gate_stops_noise_images_and_names_the_failed_checks(prepared):
     assert metrics["fid"] > GATE["max_fid_ratio"] * metrics["fid_floor"]
     assert metrics["acc_synthetic"] < 0.5 and metrics["n_synthetic"] == 300
     assert len(pd.read_csv(out / "per_class.csv")) == 10
+
+    assert run_cli("publish", "--params", str(params)).returncode == 0
+    manifest = json.loads((tmp / "data/published/manifest.json").read_text())
+    assert manifest["published"] is False and "no generator passed" in manifest["reason"]
+    assert not (tmp / "data/published/dataset").exists()
+    assert run_cli("report", "--params", str(params)).returncode == 0
+    assert "**Nothing published.**" in (tmp / "data/report/report.md").read_text()
+    release = run_cli("release", "--params", str(params))
+    assert release.returncode == 3 and "nothing to release" in release.stderr and "fid_ratio" in release.stderr
+    assert len(release.stderr.strip().splitlines()) == 1
