@@ -47,3 +47,19 @@ def test_overrides_are_validated(tmp_path):
     assert load_params(path, {"sample.per_class": 11}).sample.per_class == 11
     with pytest.raises(SynthdataError, match="sample.per_class"):
         load_params(path, {"sample.per_class": -1})
+
+
+def test_publish_generator_must_be_listed(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("generators: [cgan]\npublish:\n  generator: cvae\n")
+    with pytest.raises(SynthdataError) as err:
+        load_params(path)
+    msg = str(err.value)
+    assert "publish.generator 'cvae' is not in generators ['cgan']" in msg and "\n" not in msg
+
+
+def test_publish_name_must_be_a_tag_name(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("publish:\n  name: 'my data/set'\n")
+    with pytest.raises(SynthdataError, match="publish.name"):
+        load_params(path)
