@@ -247,6 +247,20 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _precheck(root: Path, overrides: dict[str, Any]) -> str | None:
+    """A user's mistake found before Prefect starts (the flow checks again for runs started elsewhere)."""
+    from synthdata.errors import SynthdataError
+    from synthdata.params import load_params
+
+    if not (root / "dvc.yaml").is_file():
+        return f"{root} has no dvc.yaml: pass --repo <the synthdata repository>"
+    try:
+        load_params(root / PARAMS, overrides=overrides)
+    except SynthdataError as exc:
+        return f"params: {exc}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.split("\n\n")[0])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -259,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     parameters = {"params": _parse_set(args.set), "release_dataset": not args.no_release,
                   "repo": str(Path(args.repo).resolve())}
+    if problem := _precheck(Path(parameters["repo"]), parameters["params"]):
+        print(f"flows.pipeline: error: {problem}", file=sys.stderr)
+        return 2
     if args.serve:
         pipeline.serve(name=args.name, cron=args.cron, parameters=parameters, limit=1)
         return 0

@@ -148,6 +148,7 @@ def test_command_line_run_with_the_ephemeral_api(committed: Path, tmp_path: Path
     assert result["ran"] == AFTER_SAMPLE and result["released"] is None
     bad = subprocess.run([sys.executable, "-m", "flows.pipeline", "--set", "gate.max_fid_ratio=-1"],
                          cwd=committed, capture_output=True, text=True, env=env)
-    errors = [ln for ln in bad.stderr.splitlines() if ln.startswith("flows.pipeline: error:")]
-    assert bad.returncode == 1 and len(errors) == 1 and "gate.max_fid_ratio" in errors[0]
-    assert "Traceback" not in bad.stderr
+    # a user's mistake: one line, exit 2, found before Prefect starts, params.yaml untouched
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert bad.stderr.startswith("flows.pipeline: error: params:") and "gate.max_fid_ratio" in bad.stderr
+    assert "max_fid_ratio: -1" not in (committed / "params.yaml").read_text()
