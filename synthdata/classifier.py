@@ -10,12 +10,17 @@ never seen here; callers score the returned model on it.
 from __future__ import annotations
 
 import copy
+import io
+import json
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from synthdata.errors import SynthdataError
+from synthdata.fsutil import atomic_write_bytes, sha256_file
 from synthdata.params import ClassifierParams
 from synthdata.seeding import derive
 from synthdata.train import BatchSampler
@@ -62,6 +67,31 @@ def random_affine(x: torch.Tensor, shift: float, rotate: float, rng: torch.Gener
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
+def save(path: Path, model: SmallCNN, info: dict) -> str:
+    """Weights as tensors plus the architecture as JSON (``info``); returns the file's sha256."""
+    buffer = io.BytesIO()
+    torch.save({"info": json.dumps(info, sort_keys=True),
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return sha256_file(path)
+
+
+def load(path: Path, what: str, remedy: str) -> tuple[SmallCNN, dict]:
+    """A classifier written by :func:`save`, in eval mode on the CPU, and its info."""
+    if not path.is_file():
+        raise SynthdataError(f"{path}: {what} not found; {remedy} first")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        info = json.loads(state["info"])
+        model = SmallCNN(info["in_channels"], info["num_classes"], tuple(info["image_hw"]), info["width"],
+                         info["feature_dim"])
+        model.load_state_dict(state["model"])
+    except Exception as exc:
+        raise SynthdataError(f"{path}: not a readable {what} ({str(exc).splitlines()[0][:120]}); "
+                             f"{remedy} again") from None
+    return model.eval(), info
+
+
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch: int = 1024, features: bool = False) -> torch.Tensor:
     """Logits (or embeddings) for uint8 images, in eval mode, batch by batch; returned on the CPU."""
@@ -76,9 +106,10 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
     return float((predict(model, images).argmax(1) == labels).double().mean())
 
 
-def fit(images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor, val_labels: torch.Tensor,
+def fit(images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor | None, val_labels: torch.Tensor | None,
         num_classes: int, cfg: ClassifierParams, seed: int, device: torch.device) -> tuple[SmallCNN, dict]:
-    """Train a SmallCNN on uint8 ``images``; returns the weights with the best real-val accuracy."""
+    """Train a SmallCNN on uint8 ``images``; returns the weights with the best real-val accuracy, or, with
+    no val split (``val_images=None``), the weights after the whole budget (no early stopping)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive(seed, "init"))
         model = SmallCNN(images.shape[1], num_classes, tuple(images.shape[2:]), cfg.width, cfg.feature_dim)
@@ -100,6 +131,8 @@ def fit(images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor, va
         loss.backward()
         opt.step()
         sched.step()
+        if val_images is None:
+            continue
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             val = accuracy(model, val_images, val_labels)
             if val > best[0]:
@@ -108,8 +141,10 @@ def fit(images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor, va
                 stale += 1
                 if stale >= cfg.patience:
                     break
-    model.load_state_dict(best[2])
     model.eval()
+    if val_images is None:
+        return model, {"val_accuracy": None, "best_step": cfg.steps, "steps_run": cfg.steps}
+    model.load_state_dict(best[2])
     return model, {"val_accuracy": best[0], "best_step": best[1], "steps_run": step + 1}
 
 

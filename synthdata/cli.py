@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
         return s
 
     stage("prepare", "load the data source and write the train/val/test split")
+    stage("judge", "train the judge of classifier-filtered sampling on the real train split (filter.enabled)")
     stage("reference", "train the real-data baseline classifiers and the domain feature extractor")
     for name, help_ in (("train", "train generators"), ("sample", "sample synthetic + augmented datasets"),
                         ("evaluate", "score synthetic datasets (FID, KID, PRDC, downstream check) and gate them")):
@@ -31,14 +32,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.choices["sample"].add_argument("--checkpoint", help="checkpoint file or folder (default: paths.models/NAME)")
     stage("publish", "stage the gated augmented dataset for release (data/published)")
     stage("report", "write the markdown report of the run (data/report)")
-    stage("all", "every stage in order: prepare, reference, train, sample, evaluate, publish, report")
+    stage("all", "every stage in order: prepare, train, judge, reference, sample, evaluate, publish, report")
     rel = stage("release", "after 'dvc repro': push to the DVC remote, record the version, git-tag it")
     rel.add_argument("--remote", help="DVC remote to push to (default: the repository's default remote)")
     return p
 
 
 def _run(args: argparse.Namespace) -> None:
-    from synthdata import evaluate, prepare, reference, sample, train
+    from synthdata import evaluate, judge, prepare, reference, sample, train
     from synthdata.params import load_params
 
     params = load_params(args.params)
@@ -50,6 +51,8 @@ def _run(args: argparse.Namespace) -> None:
     if args.command in ("train", "all"):
         for name in names:
             print(json.dumps(train.run(params, name, resume=not getattr(args, "no_resume", False))))
+    if args.command in ("judge", "all"):
+        print(json.dumps(judge.run(params)))
     if args.command in ("reference", "all"):
         print(json.dumps(reference.run(params)))
     if args.command in ("sample", "all"):

@@ -150,12 +150,20 @@ def run(params: Params, name: str) -> dict:
         "feature_extractor_sha256": extractor.sha256, "feature_dim": extractor.dim,
         "train_per_class": params.prepare.train_per_class,
     })
+    filtered = Path(params.paths.synthetic) / name / "filter.json"
+    acceptance = json.loads(filtered.read_text()) if filtered.is_file() else None
+    metrics["filter_acceptance"] = acceptance["acceptance_rate"] if acceptance else None
+    class_fids = np.array([r["fid"] for r in rows], dtype=float)
+    class_fids = class_fids[np.isfinite(class_fids)]
+    metrics["class_fid_max_over_median"] = (float(class_fids.max() / np.median(class_fids))
+                                            if len(class_fids) and np.median(class_fids) > 0 else None)
     checks = gate_checks(metrics, params)
     metrics["acc_ratio"] = checks[1]["value"]
     metrics["gate_passed"] = all(c["passed"] for c in checks)
     # timings go to details.json, not metrics.json: metrics depend only on inputs (byte-reproducible)
     timing = {"seconds": time.perf_counter() - t_start, "feature_images_per_s": n_feat / max(feature_seconds, 1e-9)}
     for k, row in enumerate(rows):
+        row["acceptance_rate"] = acceptance["per_class"][k]["acceptance_rate"] if acceptance else None
         row.update({"class": names[k], "fid_ratio": row["fid"] / row["fid_floor"] if row["fid_floor"] > 0 else float("nan"),
                     **{f"acc_{way}": acc[way]["per_class"][k] for way in acc}})
 
@@ -188,7 +196,7 @@ def _plain(v):
 
 def _write_tables(folder: Path, rows: list[dict], acc: dict, names: list[str]) -> None:
     cols = ["class", "class_id", "n_synthetic", "n_test", "fid_n", "fid", "fid_floor", "fid_ratio",
-            "acc_real", "acc_synthetic", "acc_augmented"]
+            "acc_real", "acc_synthetic", "acc_augmented", "acceptance_rate"]
     with open(folder / "per_class.csv", "w", newline="") as f:
         w = csv.DictWriter(f, cols, extrasaction="ignore")
         w.writeheader()

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -20,9 +18,10 @@ from typing import Callable
 import numpy as np
 import torch
 
+from synthdata import classifier
 from synthdata.classifier import SmallCNN
 from synthdata.errors import SynthdataError
-from synthdata.fsutil import atomic_write_bytes, sha256_file
+from synthdata.fsutil import sha256_file
 from synthdata.params import Params
 
 DOMAIN_FILE = "domain.pt"
@@ -54,33 +53,10 @@ class Extractor:
         return torch.cat(out).numpy() if out else np.zeros((0, self.dim))
 
 
-def save_domain(folder: Path, model: SmallCNN, info: dict) -> str:
-    buffer = io.BytesIO()
-    torch.save({"info": json.dumps(info, sort_keys=True),
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, buffer)
-    atomic_write_bytes(folder / DOMAIN_FILE, buffer.getvalue())
-    return sha256_file(folder / DOMAIN_FILE)
-
-
-def load_domain(path: Path) -> tuple[SmallCNN, dict]:
-    if not path.is_file():
-        raise SynthdataError(f"{path}: domain feature extractor not found; run 'synthdata reference' first")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        info = json.loads(state["info"])
-        model = SmallCNN(info["in_channels"], info["num_classes"], tuple(info["image_hw"]), info["width"],
-                         info["feature_dim"])
-        model.load_state_dict(state["model"])
-    except Exception as exc:
-        raise SynthdataError(f"{path}: not a readable domain feature extractor ({str(exc).splitlines()[0][:120]}); "
-                             "run 'synthdata reference' again") from None
-    return model.eval(), info
-
-
 @register("domain")
 def domain(params: Params, device: torch.device) -> Extractor:
     path = Path(params.paths.reference) / DOMAIN_FILE
-    model, info = load_domain(path)
+    model, info = classifier.load(path, "domain feature extractor", "run 'synthdata reference'")
     model.to(device)
     return Extractor(model, lambda x: model.features(SmallCNN.normalize(x)), params.evaluate.batch_size, device,
                      "domain", info["feature_dim"], sha256_file(path))

@@ -30,6 +30,7 @@ class PathsParams(Section):
     evaluation: str = "data/evaluation"
     published: str = "data/published"
     report: str = "data/report"
+    judge: str = "data/judge"
 
 
 class DataParams(Section):
@@ -119,6 +120,19 @@ class ClassifierParams(Section):
     rotate: float = Field(0.0, ge=0, le=45, description="augmentation: random rotations up to this many degrees")
 
 
+class FilterParams(Section):
+    """Classifier-filtered sampling: a synthetic image is kept only if a classifier trained on the real
+    train split (the ``judge``; it never sees val or test) predicts its label."""
+
+    enabled: bool = False
+    min_confidence: float = Field(0.0, ge=0, lt=1, description="also require the judge's probability of the "
+                                  "label to reach this")
+    max_draws: int = Field(20, ge=1, le=10_000, description="candidates per kept image before a class is given "
+                           "up on with an error")
+    seed: int = Field(0, ge=0)
+    classifier: ClassifierParams = ClassifierParams(steps=2000, shift=1.0, rotate=10.0)
+
+
 class EvaluateParams(Section):
     seed: int = Field(0, ge=0)
     feature_extractor: Literal["domain", "inception"] = "domain"
@@ -155,6 +169,7 @@ class Params(Section):
     prepare: PrepareParams = PrepareParams()
     train: TrainParams = TrainParams()  # type: ignore[valid-type]
     sample: SampleParams = SampleParams()
+    filter: FilterParams = FilterParams()
     evaluate: EvaluateParams = EvaluateParams()
     gate: GateParams = GateParams()
     publish: PublishParams = PublishParams()

@@ -55,7 +55,7 @@ def run(params: Params) -> dict:
             "class_names": train.class_names, "test_accuracy": runs[0]["test_accuracy"],
             "val_accuracy": runs[0]["val_accuracy"], "trained_on": f"{params.paths.prepared}/train"}
     with atomic_dir(params.paths.reference) as tmp:
-        sha = features.save_domain(tmp, domain, info)
+        sha = classifier.save(tmp / features.DOMAIN_FILE, domain, info)
         write_json(tmp / "domain.json", {**info, "sha256": sha})
         baseline = {"acc_real": real["mean"], "acc_real_std": real["std"], "real": real, "n_train": len(train.labels),
                     "n_val": len(val.labels), "n_test": len(test.labels), "protocol": protocol(params),

@@ -2,7 +2,9 @@
 dataset (the real train split plus the synthetic images, told apart by the ``source`` column).
 
 Images stream to disk batch by batch; every image's ``seed`` and ``checkpoint_sha256`` are recorded, so
-``load_generator(ckpt).generate([label_id], seed)`` remakes it bit for bit. Both datasets appear
+``load_generator(ckpt).generate([label_id], seed)`` remakes it bit for bit: image i uses latent seed
+``sample.seed + i`` (classes in order), or, with ``filter.enabled``, the seeds the judge accepted
+(see :mod:`synthdata.judge`; ``filter.json`` has each class's acceptance rate). Both datasets appear
 together, only when both are complete.
 """
 
@@ -22,6 +24,7 @@ from synthdata.checkpoint import load_generator
 from synthdata.dataset import DatasetWriter, dataset_card, read_metadata
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, write_json
+from synthdata.judge import CLASS_STRIDE, Judge, filtered_class
 from synthdata.params import Params, SampleParams, resolved
 from synthdata.train import setup_device
 
@@ -53,25 +56,52 @@ def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
         raise SynthdataError(f"{ckpt}: generator classes {class_names} differ from {real_dir} {real_classes}; "
                              "train it on this prepared data")
     provenance = [f"generator: {name}", f"checkpoint sha256: {model.checkpoint_sha256}",
-                  f"latent seeds {sp.seed}..{sp.seed + len(labels) - 1} (the `seed` column)"]
+                  (f"latent seeds of class k: from {sp.seed} + k * 2**32, those the judge accepted (the `seed` column)"
+                   if params.filter.enabled else
+                   f"latent seeds {sp.seed}..{sp.seed + len(labels) - 1} (the `seed` column)")]
     license_ = "Synthetic images made by a generator trained on the real data: same license as the real data."
     with contextlib.ExitStack() as stack:
         syn_dir = stack.enter_context(atomic_dir(Path(params.paths.synthetic) / name))
         aug_dir = stack.enter_context(atomic_dir(Path(params.paths.augmented) / name))
         # On the CPU the writer processes sample too (each with one thread, the model inherited by fork);
         # on a GPU this process samples and the workers only encode and write.
-        producer = None if device.type == "cuda" else functools.partial(_produce, model, labels, seeds)
+        judge = Judge(params, class_names, device) if params.filter.enabled else None
+        # On the CPU the writer processes sample too (each with one thread, the model inherited by fork);
+        # on a GPU, or when the judge filters, this process samples and the workers only encode and write.
+        producer = None if device.type == "cuda" or judge else functools.partial(_produce, model, labels, seeds)
         writer = DatasetWriter(syn_dir, class_names, workers=sp.workers, producer=producer)
+        bar = tqdm(total=len(labels), desc=f"sample {name}", unit="img", mininterval=1.0,
+                   disable=(None if progress is None else not progress))
+        meta = dict(split="train", source="synthetic", generator=name, checkpoint_sha256=model.checkpoint_sha256)
         try:
-            bar = tqdm(total=len(labels), desc=f"sample {name}", unit="img", mininterval=1.0,
-                       disable=(None if progress is None else not progress))
-            for lo in range(0, len(labels), sp.batch_size):
-                hi = min(lo + sp.batch_size, len(labels))
-                images = (lo, hi) if producer else _produce(model, labels, seeds, lo, hi)
-                writer.add(images, labels[lo:hi], [f"{name}-{i:07d}" for i in range(lo, hi)],
-                           split="train", source="synthetic", generator=name,
-                           checkpoint_sha256=model.checkpoint_sha256, seeds=seeds[lo:hi])
-                bar.update(hi - lo)
+            if judge is None:
+                for lo in range(0, len(labels), sp.batch_size):
+                    hi = min(lo + sp.batch_size, len(labels))
+                    images = (lo, hi) if producer else _produce(model, labels, seeds, lo, hi)
+                    writer.add(images, labels[lo:hi], [f"{name}-{i:07d}" for i in range(lo, hi)],
+                               seeds=seeds[lo:hi], **meta)
+                    bar.update(hi - lo)
+            else:
+                acceptance, done = [], 0
+                for k, (cls, count) in enumerate(zip(class_names, counts)):
+                    images, seeds_k, drawn = filtered_class(
+                        model.generate_from_seeds, judge, k, count, sp.seed + k * CLASS_STRIDE, sp.batch_size,
+                        params.filter.max_draws, cls)
+                    for lo in range(0, count, sp.batch_size):
+                        hi = min(lo + sp.batch_size, count)
+                        writer.add(images[lo:hi], np.full(hi - lo, k), [f"{name}-{i:07d}" for i in
+                                                                         range(done + lo, done + hi)],
+                                   seeds=seeds_k[lo:hi], **meta)
+                    done += count
+                    bar.update(count)
+                    acceptance.append({"class": cls, "class_id": k, "kept": count, "drawn": drawn,
+                                       "acceptance_rate": count / drawn})
+                provenance.append("classifier-filtered: kept only images the judge (a classifier trained on "
+                                  f"{params.paths.prepared}/train only) labels as their class; acceptance "
+                                  + ", ".join(f"{a['class']} {a['acceptance_rate']:.1%}" for a in acceptance))
+                write_json(syn_dir / "filter.json", {
+                    "min_confidence": params.filter.min_confidence, "judge_sha256": judge.info["sha256"],
+                    "acceptance_rate": sum(counts) / sum(a["drawn"] for a in acceptance), "per_class": acceptance})
             bar.close()
         finally:
             writer.close(dataset_card(f"Synthetic {name} dataset", f"{len(labels)} images sampled "

@@ -28,7 +28,7 @@ def tiny_params(tmp: Path, **sections) -> dict:
         "generators": ["cgan", "cvae"],
         "paths": {k: str(tmp / "data" / k)
                   for k in ("prepared", "models", "synthetic", "augmented", "reference", "evaluation", "published",
-                            "report")},
+                            "report", "judge")},
         "data": {"source": "sklearn-digits"},
         "prepare": {"seed": 0},
         "train": TINY_TRAIN,

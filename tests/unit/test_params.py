@@ -24,6 +24,10 @@ def test_defaults_file_is_valid():
     ({"data": {"source": "cifar"}}, None, "unknown source 'cifar'"),
     ({"data": {"image_size": 128}}, None, "data.image_size"),
     ({"generators": ["cgan", "diffusion"]}, None, "unknown generator 'diffusion'"),
+    ({"train": {"cgan": {"diffaugment": "translation,flip"}}}, None, "unknown DiffAugment policy 'flip'"),
+    ({"filter": {"min_confidence": 1.0}}, None, "filter.min_confidence"),
+    ({"filter": {"max_draws": 0}}, None, "filter.max_draws"),
+    ({"filter": {"enable": True}}, None, "unknown key 'filter.enable'"),
 ])
 def test_bad_parameter_is_one_line_naming_key_and_file(tmp_path, section, value, needle):
     path = write_params(tmp_path, **section)

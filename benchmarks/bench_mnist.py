@@ -1,0 +1,162 @@
+"""Generator quality on real MNIST, measured by the pipeline's own stages, and one table of the targets.
+
+For each protocol, a fresh clone of this repository's HEAD gets the protocol's params profile as its
+``params.yaml`` and runs ``dvc repro`` (the real pipeline: prepare, judge, reference, train, sample,
+evaluate, publish, report); the table reads ``data/evaluation/<generator>/metrics.json``.
+
+- ``full``: ``params-mnist.yaml``: all 60,000 MNIST train images (51,000 train + 9,000 val), 6,000 synthetic
+  images per class. Targets: acc_real - acc_synthetic <= 0.5 points; acc_augmented >= acc_real - 0.1.
+- ``low``: ``params-mnist-600.yaml``: 60 real train images per class; real-only baseline with shifts and
+  rotations. Target: acc_augmented - acc_real >= 3 points.
+- both: every class's FID <= 2x the median class's.
+
+Accuracies are the mean (and std) over ``evaluate.seeds`` classifier seeds on the 10,000 MNIST test images.
+
+Usage: python benchmarks/bench_mnist.py [--protocol full low] [--mnist DIR] [--set KEY=VALUE ...] [--keep]
+       [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = {"full": "params-mnist.yaml", "low": "params-mnist-600.yaml"}
+ENV = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+       "PYTHONUNBUFFERED": "1"}
+
+
+def configure(root: Path, profile: str, mnist: Path, overrides: list[str]) -> dict:
+    params = yaml.safe_load((REPO / profile).read_text())
+    params["data"]["path"] = str(mnist)
+    for item in overrides:
+        key, _, value = item.partition("=")
+        node = params
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = yaml.safe_load(value)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+def repro(root: Path, log: Path) -> dict[str, float]:
+    """Run ``dvc repro``, echo its output to ``log``; return seconds per stage."""
+    times: dict[str, float] = {}
+    stage, t = None, time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=root, env=ENV, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            out.flush()
+            if m := re.match(r"Running stage '([^']+)'", line):
+                now = time.perf_counter()
+                if stage:
+                    times[stage] = now - t
+                stage, t = m.group(1), now
+        if proc.wait():
+            sys.exit(f"dvc repro failed in {root}; see {log}")
+    if stage:
+        times[stage] = time.perf_counter() - t
+    return times
+
+
+def pp(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def rows_for(protocol: str, root: Path, params: dict, times: dict[str, float]) -> list[dict]:
+    out = []
+    for name in params["generators"]:
+        m = json.loads((root / params["paths"]["evaluation"] / name / "metrics.json").read_text())
+        seconds = sum(v for k, v in times.items() if k.endswith(f"@{name}")) + times.get("judge", 0.0)
+        out.append({"protocol": protocol, "generator": name, **m, "stage_seconds": seconds,
+                    "train_seconds": times.get(f"train@{name}"), "pipeline_seconds": sum(times.values())})
+    return out
+
+
+def verdicts(r: dict) -> list[str]:
+    acc = r["acc_real"], r["acc_synthetic"], r["acc_augmented"]
+    worst = r.get("class_fid_max_over_median")
+    checks = [f"classes: worst FID / median {worst:.2f} {'OK' if worst is not None and worst <= 2 else 'MISSED'} (<= 2)"
+              if worst is not None else "classes: -"]
+    if r["protocol"] == "full":
+        gap, harm = acc[0] - acc[1], acc[2] - acc[0]
+        checks += [f"gap {100 * gap:.2f} pts {'OK' if gap <= 0.005 else 'MISSED'} (<= 0.5)",
+                   f"augmented - real {100 * harm:+.2f} pts {'OK' if harm >= -0.001 else 'MISSED'} (>= -0.1)"]
+    else:
+        gain = acc[2] - acc[0]
+        checks.append(f"gain {100 * gain:+.2f} pts {'OK' if gain >= 0.03 else 'MISSED'} (>= +3)")
+    return checks
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| protocol | generator | acc real % | acc synthetic % | acc real+synth % | FID (domain) | floor | "
+            "P / R / D / C | worst class FID / median | filter acceptance | train s | pipeline s |")
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append(
+            f"| {r['protocol']} | {r['generator']} | {pp(r['acc_real'])} ± {pp(r['acc_real_std'])} | "
+            f"{pp(r['acc_synthetic'])} ± {pp(r['acc_synthetic_std'])} | {pp(r['acc_augmented'])} ± "
+            f"{pp(r['acc_augmented_std'])} | {r['fid']:.2f} | {r['fid_floor']:.2f} | {r['precision']:.2f} / "
+            f"{r['recall']:.2f} / {r['density']:.2f} / {r['coverage']:.2f} | "
+            f"{r['class_fid_max_over_median'] or float('nan'):.2f} | "
+            f"{'-' if r['filter_acceptance'] is None else format(r['filter_acceptance'], '.1%')} | "
+            f"{r['train_seconds'] or 0:.0f} | {r['pipeline_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--protocol", nargs="+", choices=sorted(PROFILES), default=["full", "low"])
+    p.add_argument("--mnist", type=Path, default=REPO.parent / "shared" / "datasets" / "mnist",
+                   help="folder of the MNIST IDX files (default: ../shared/datasets/mnist)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile key in every protocol (e.g. for a quick smoke run)")
+    p.add_argument("--keep", action="store_true", help="keep the clones (paths printed)")
+    p.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = p.parse_args()
+    if not args.mnist.is_dir():
+        sys.exit(f"bench_mnist: {args.mnist}: no MNIST folder; pass --mnist DIR")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-mnist-"))
+    rows = []
+    try:
+        for protocol in args.protocol:
+            root = tmp / protocol
+            subprocess.run(["git", "clone", "-q", str(REPO), str(root)], check=True)
+            params = configure(root, PROFILES[protocol], args.mnist.resolve(), args.set)
+            log = tmp / f"{protocol}.log"
+            print(f"{protocol}: dvc repro in {root} (log {log})", flush=True)
+            times = repro(root, log)
+            rows += rows_for(protocol, root, params, times)
+            print(json.dumps({"protocol": protocol, "stage_seconds": {k: round(v, 1) for k, v in times.items()}}),
+                  flush=True)
+    finally:
+        if args.keep:
+            print(f"clones kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    print(f"\nMNIST, {os.cpu_count()} CPU cores, torch threads = cores; overrides: {args.set or 'none'}\n")
+    print(table(rows))
+    print()
+    for r in rows:
+        print(f"{r['protocol']:>4} {r['generator']}: " + "; ".join(verdicts(r)))
+
+
+if __name__ == "__main__":
+    main()

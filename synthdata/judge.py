@@ -1,0 +1,112 @@
+"""Stage ``judge`` and classifier-filtered sampling.
+
+The judge is a classifier trained on the real **train** split only, for a fixed budget (``filter.classifier``;
+no model selection, so it never reads the val or test split; in the low-data protocol it sees exactly the
+``prepare.train_per_class`` images the generators see). With ``filter.enabled``, ``sample`` keeps a candidate
+image of class *k* only if the judge predicts *k* (with probability >= ``filter.min_confidence``), and
+records how many candidates each class needed (its acceptance rate).
+
+Candidates of class *k* use latent seeds ``sample.seed + k * 2**32 + j`` for j = 0, 1, 2, ...; the kept
+images are the first ``count_k`` candidates the judge accepts, and each one's seed is in the ``seed``
+column, so every kept image is still remade bit for bit by ``generate([k], seed)``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synthdata import classifier
+from synthdata.dataset import load_dataset
+from synthdata.errors import SynthdataError
+from synthdata.fsutil import atomic_dir, sha256_file, write_json
+from synthdata.params import Params, resolved
+from synthdata.seeding import derive
+from synthdata.train import setup_device
+
+FILE = "judge.pt"
+INFO = "judge.json"
+CLASS_STRIDE = 2**32  # latent seeds of class k's candidates start at sample.seed + k * CLASS_STRIDE
+
+
+def run(params: Params) -> dict:
+    fp = params.filter
+    train_dir = Path(params.paths.prepared) / "train"
+    with atomic_dir(params.paths.judge) as tmp:
+        write_json(tmp / "params.json", resolved(params))
+        if not fp.enabled:
+            info = {"enabled": False}
+            write_json(tmp / INFO, info)
+            return info
+        device = setup_device(params.train)
+        train = load_dataset(train_dir)  # the train split only: val and test are never opened here
+        model, _ = classifier.fit(train.images, train.labels, None, None, len(train.class_names), fp.classifier,
+                                  derive(fp.seed, "judge"), device)
+        info = {"enabled": True, "in_channels": int(train.images.shape[1]), "num_classes": len(train.class_names),
+                "image_hw": list(train.images.shape[2:]), "width": fp.classifier.width,
+                "feature_dim": fp.classifier.feature_dim, "class_names": train.class_names,
+                "trained_on": train_dir.as_posix(), "n_train": len(train.labels),
+                "train_sha256": sha256_file(train_dir / "metadata.parquet"),
+                "train_accuracy": classifier.accuracy(model, train.images, train.labels)}
+        info["sha256"] = classifier.save(tmp / FILE, model.cpu(), info)
+        write_json(tmp / INFO, info)
+    return {k: info[k] for k in ("enabled", "n_train", "train_accuracy")}
+
+
+class Judge:
+    """The trained judge, checked against the data the generator was trained on."""
+
+    def __init__(self, params: Params, class_names: list[str], device: torch.device):
+        folder = Path(params.paths.judge)
+        info = json.loads((folder / INFO).read_text()) if (folder / INFO).is_file() else {"enabled": False}
+        if not info.get("enabled"):
+            raise SynthdataError(f"{folder}: no judge trained; filter.enabled is true, so run 'synthdata judge' "
+                                 "(or 'dvc repro') first")
+        train_sha = sha256_file(Path(params.paths.prepared) / "train" / "metadata.parquet")
+        if info["class_names"] != class_names or info["train_sha256"] != train_sha:
+            raise SynthdataError(f"{folder}: the judge was trained on other data than {params.paths.prepared}/train; "
+                                 "run 'synthdata judge' again")
+        self.model, _ = classifier.load(folder / FILE, "judge", "run 'synthdata judge'")
+        self.info = info
+        self.model.to(device)
+        self.min_confidence = params.filter.min_confidence
+
+    def accepts(self, images: torch.Tensor, label: int) -> np.ndarray:
+        """Boolean mask: the judge predicts ``label`` (with at least ``min_confidence``) for each uint8 image."""
+        probs = classifier.predict(self.model, images).softmax(1)
+        ok = probs.argmax(1) == label
+        if self.min_confidence > 0:
+            ok &= probs[:, label] >= self.min_confidence
+        return ok.numpy()
+
+
+def filtered_class(generate, judge: Judge, label: int, count: int, first_seed: int, batch: int,
+                   max_draws: int, class_name: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(images, seeds) of the first ``count`` accepted candidates of one class, and how many were drawn.
+
+    ``generate(labels, seeds)`` returns uint8 images. Candidates go in seed order, so the result does not
+    depend on ``batch``.
+    """
+    kept_images, kept_seeds, drawn, kept = [], [], 0, 0
+    while kept < count:
+        if drawn >= max_draws * count:
+            raise SynthdataError(
+                f"filter: class {class_name!r}: only {kept} of {drawn} candidates accepted by the judge "
+                f"(needed {count}; filter.max_draws {max_draws}); train the generator longer, lower "
+                "filter.min_confidence or raise filter.max_draws")
+        n = min(batch, max_draws * count - drawn)
+        seeds = first_seed + drawn + np.arange(n, dtype=np.int64)
+        images = generate(torch.full((n,), label, dtype=torch.long), torch.from_numpy(seeds))
+        ok = np.flatnonzero(judge.accepts(images, label))[:count - kept]
+        if len(ok):
+            kept_images.append(images[ok].numpy())
+            kept_seeds.append(seeds[ok])
+            kept += len(ok)
+            if kept == count:
+                drawn += int(ok[-1]) + 1  # candidates after the last kept one do not count
+                break
+        drawn += n
+    return np.concatenate(kept_images), np.concatenate(kept_seeds), drawn
