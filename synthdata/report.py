@@ -70,6 +70,13 @@ def run(params: Params) -> dict:
             for c in json.loads((Path(params.paths.evaluation) / name / "gate.json").read_text())["checks"]:
                 mark = "passed" if c["passed"] else "FAILED"
                 parts.append(f"- gate {c['check']}: {c['value']:.3f} {c['op']} {c['limit']} ({c['detail']}): {mark}")
+            s = r["scores"]
+            if s.get("class_fid_max_over_median") is not None:
+                parts.append(f"- per-class FID: worst class / median class = {s['class_fid_max_over_median']:.2f}")
+            if s.get("filter_acceptance") is not None:
+                table = pd.read_csv(Path(params.paths.evaluation) / name / "per_class.csv")
+                per = ", ".join(f"{c} {a:.0%}" for c, a in zip(table["class"], table["acceptance_rate"]))
+                parts.append(f"- classifier filter: kept {s['filter_acceptance']:.1%} of candidates ({per})")
             parts.append("")
             losses = Path(params.paths.models) / name / LOSSES
             if losses.exists():
