@@ -51,7 +51,7 @@ def mnist_subset(tmp_path_factory) -> Path:
     return out
 
 
-def _params(tmp: Path, mnist: Path, **over) -> Path:
+def _params(tmp: Path, mnist: Path, file: str = "params.yaml", **over) -> Path:
     sections = {
         "generators": ["cvae"],
         "data": {"source": "mnist", "path": str(mnist)},
@@ -65,7 +65,7 @@ def _params(tmp: Path, mnist: Path, **over) -> Path:
     }
     for key, value in over.items():
         sections[key] = {**sections.get(key, {}), **value} if isinstance(value, dict) else value
-    path = tmp / "params.yaml"
+    path = tmp / file
     path.write_text(yaml.safe_dump(tiny_params(tmp, **sections), sort_keys=False))
     return path
 
@@ -94,25 +94,34 @@ def test_mnist_source_and_low_data_split(mnist_subset: Path, tmp_path: Path):
     assert _pixels(splits["train"].images) < full_train  # a subset of the full-data train split
 
 
-def test_filtered_sampling_sees_only_the_low_data_train_split(mnist_subset: Path, tmp_path: Path):
-    """judge, train and sample run with the val and test splits removed (so they cannot read them); the judge
-    and the generator were trained on the K-per-class train split only; every kept image is one the judge
-    accepts; acceptance rates and seeds are recorded; each image is remade from its seed; the result does
-    not depend on the sampling batch size."""
-    params = load_params(_params(tmp_path, mnist_subset))
+@pytest.fixture(scope="module")
+def filtered_run(mnist_subset: Path, tmp_path_factory) -> Path:
+    """Low-data prepare, then judge, train and filtered sample with the val and test splits moved away (so
+    nothing in them can be read)."""
+    root = tmp_path_factory.mktemp("filtered")
+    params = load_params(_params(root, mnist_subset))
     prepare.run(params)
     prepared = Path(params.paths.prepared)
-    hidden = tmp_path / "hidden"
-    hidden.mkdir()
+    (root / "hidden").mkdir()
     for split in ("val", "test"):
-        shutil.move(prepared / split, hidden / split)
+        shutil.move(prepared / split, root / "hidden" / split)
+    (root / "judge-run.json").write_text(json.dumps(judge.run(params)))
+    train.run(params, "cvae", progress=False)
+    sample.run(params, "cvae", progress=False)
+    return root
 
-    info = judge.run(params)
+
+def test_filtered_sampling_sees_only_the_low_data_train_split(mnist_subset: Path, filtered_run: Path):
+    """judge, train and sample ran without the val and test splits; the judge and the generator were trained
+    on the K-per-class train split only; every kept image is one the judge accepts; acceptance rates and
+    seeds are recorded; each image is remade from its seed; the result does not depend on the batch size."""
+    tmp_path = filtered_run
+    params = load_params(tmp_path / "params.yaml")
+    prepared = Path(params.paths.prepared)
+    info = json.loads((tmp_path / "judge-run.json").read_text())
     assert info["enabled"] and info["n_train"] == 10 * K
     record = json.loads((Path(params.paths.judge) / judge.INFO).read_text())
     assert record["trained_on"].endswith("prepared/train") and record["n_train"] == 10 * K
-    train.run(params, "cvae", progress=False)
-    sample.run(params, "cvae", progress=False)
 
     syn = Path(params.paths.synthetic) / "cvae"
     data = load_dataset(syn)
@@ -139,7 +148,7 @@ def test_filtered_sampling_sees_only_the_low_data_train_split(mnist_subset: Path
         remade = generator.generate([int(data.labels[i])], int(seeds[i]))[0]
         assert torch.equal(remade, data.images[i])
 
-    again = load_params(_params(tmp_path, mnist_subset, sample={"batch_size": 7},
+    again = load_params(_params(tmp_path, mnist_subset, "again.yaml", sample={"batch_size": 7},
                                 paths={"synthetic": str(tmp_path / "again"), "augmented": str(tmp_path / "again-aug")}))
     sample.run(again, "cvae", progress=False)
     meta_a, _ = read_metadata(syn)
@@ -149,16 +158,11 @@ def test_filtered_sampling_sees_only_the_low_data_train_split(mnist_subset: Path
     assert not (prepared / "val").exists() and not (prepared / "test").exists()
 
 
-def test_filter_that_cannot_fill_a_class_stops_cleanly(mnist_subset: Path, tmp_path: Path):
+def test_filter_that_cannot_fill_a_class_stops_cleanly(mnist_subset: Path, filtered_run: Path):
     """An impossible filter: one line naming the class and the fix, exit 2, the previous sample kept."""
-    path = _params(tmp_path, mnist_subset, filter={"min_confidence": 0.0})
-    for stage in ("prepare", "judge"):
-        assert run_cli(stage, "--params", str(path)).returncode == 0
-    assert run_cli("train", "--params", str(path), "--generator", "cvae").returncode == 0
-    assert run_cli("sample", "--params", str(path), "--generator", "cvae").returncode == 0
-    syn = tmp_path / "data" / "synthetic" / "cvae" / "metadata.parquet"
+    syn = filtered_run / "data" / "synthetic" / "cvae" / "metadata.parquet"
     before = syn.read_bytes()
-    strict = _params(tmp_path, mnist_subset, filter={"min_confidence": 0.99, "max_draws": 1},
+    strict = _params(filtered_run, mnist_subset, "strict.yaml", filter={"min_confidence": 0.99, "max_draws": 1},
                      sample={"seed": 4, "per_class": 100})  # 100 candidates in a row all accepted: not here
     proc = run_cli("sample", "--params", str(strict), "--generator", "cvae")
     assert proc.returncode == 2, proc.stderr
