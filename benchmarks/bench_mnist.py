@@ -110,7 +110,7 @@ def verdicts(r: dict) -> list[str]:
 
 def table(rows: list[dict]) -> str:
     head = ("| protocol | generator | acc real % | acc synthetic % | acc real+synth % | FID (domain) | floor | "
-            "P / R / D / C | worst class FID / median | filter acceptance | train s | pipeline s |")
+            "P / R / D / C | worst class / median: FID (FID/floor) | filter acceptance | train s | pipeline s |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in rows:
         lines.append(
@@ -118,7 +118,8 @@ def table(rows: list[dict]) -> str:
             f"{pp(r['acc_synthetic'])} ± {pp(r['acc_synthetic_std'])} | {pp(r['acc_augmented'])} ± "
             f"{pp(r['acc_augmented_std'])} | {r['fid']:.2f} | {r['fid_floor']:.2f} | {r['precision']:.2f} / "
             f"{r['recall']:.2f} / {r['density']:.2f} / {r['coverage']:.2f} | "
-            f"{r['class_fid_max_over_median'] or float('nan'):.2f} | "
+            f"{r['class_fid_max_over_median'] or float('nan'):.2f} "
+            f"({r.get('class_fid_ratio_max_over_median') or float('nan'):.2f}) | "
             f"{'-' if r['filter_acceptance'] is None else format(r['filter_acceptance'], '.1%')} | "
             f"{r['train_seconds'] or 0:.0f} | {r['pipeline_seconds']:.0f} |")
     return "\n".join(lines)

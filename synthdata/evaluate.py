@@ -88,6 +88,13 @@ def quality(f_syn: np.ndarray, y_syn: np.ndarray, f_train: np.ndarray, y_train: 
     return out, rows, notes
 
 
+def _worst_over_median(values: list[float]) -> float | None:
+    """max / median of the finite values (is every class served?); None when undefined."""
+    v = np.array(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.max() / np.median(v)) if len(v) and np.median(v) > 0 else None
+
+
 def gate_checks(metrics: dict, params: Params) -> list[dict]:
     g = params.gate
     acc_ratio = metrics["acc_synthetic"] / metrics["acc_real"] if metrics["acc_real"] > 0 else 0.0
@@ -153,10 +160,10 @@ def run(params: Params, name: str) -> dict:
     filtered = Path(params.paths.synthetic) / name / "filter.json"
     acceptance = json.loads(filtered.read_text()) if filtered.is_file() else None
     metrics["filter_acceptance"] = acceptance["acceptance_rate"] if acceptance else None
-    class_fids = np.array([r["fid"] for r in rows], dtype=float)
-    class_fids = class_fids[np.isfinite(class_fids)]
-    metrics["class_fid_max_over_median"] = (float(class_fids.max() / np.median(class_fids))
-                                            if len(class_fids) and np.median(class_fids) > 0 else None)
+    metrics["class_fid_max_over_median"] = _worst_over_median([r["fid"] for r in rows])
+    # classes differ in how far their own real train and test sets are apart: the same, relative to each floor
+    metrics["class_fid_ratio_max_over_median"] = _worst_over_median(
+        [r["fid"] / r["fid_floor"] if r["fid_floor"] > 0 else float("nan") for r in rows])
     checks = gate_checks(metrics, params)
     metrics["acc_ratio"] = checks[1]["value"]
     metrics["gate_passed"] = all(c["passed"] for c in checks)

@@ -30,7 +30,8 @@ DATASET = "dataset"
 SCORES = ("fid", "fid_floor", "fid_ratio", "kid", "precision", "recall", "density", "coverage",
           "acc_real", "acc_real_std", "acc_synthetic", "acc_synthetic_std", "acc_augmented", "acc_augmented_std",
           "n_synthetic", "n_train", "n_test", "feature_extractor", "feature_extractor_sha256",
-          "filter_acceptance", "class_fid_max_over_median")
+          "filter_acceptance", "class_fid_max_over_median",
+          "class_fid_ratio_max_over_median")
 
 
 def _read_json(path: Path, stage: str) -> dict:

@@ -72,7 +72,10 @@ def run(params: Params) -> dict:
                 parts.append(f"- gate {c['check']}: {c['value']:.3f} {c['op']} {c['limit']} ({c['detail']}): {mark}")
             s = r["scores"]
             if s.get("class_fid_max_over_median") is not None:
-                parts.append(f"- per-class FID: worst class / median class = {s['class_fid_max_over_median']:.2f}")
+                parts.append(f"- per-class FID: worst class / median class = {s['class_fid_max_over_median']:.2f}"
+                             + (f" (relative to each class's real-vs-real floor: "
+                                f"{s['class_fid_ratio_max_over_median']:.2f})"
+                                if s.get("class_fid_ratio_max_over_median") is not None else ""))
             if s.get("filter_acceptance") is not None:
                 table = pd.read_csv(Path(params.paths.evaluation) / name / "per_class.csv")
                 per = ", ".join(f"{c} {a:.0%}" for c, a in zip(table["class"], table["acceptance_rate"]))

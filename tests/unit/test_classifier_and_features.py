@@ -96,3 +96,12 @@ def test_inception_extractor_bad_weights_are_one_line_errors(tmp_path, setting, 
     params = load_params(write_params(tmp_path), over)
     with pytest.raises(SynthdataError, match=message):
         features.build(params, CPU)
+
+
+def test_worst_class_over_median_ignores_undefined_classes():
+    from synthdata.evaluate import _worst_over_median
+
+    assert _worst_over_median([1.0, 2.0, 10.0]) == pytest.approx(5.0)
+    assert _worst_over_median([2.0, float("nan"), 4.0, float("inf")]) == pytest.approx(4.0 / 3.0)
+    assert _worst_over_median([float("nan")]) is None
+    assert _worst_over_median([0.0, 0.0, 1.0]) is None  # median 0: undefined, not infinite
