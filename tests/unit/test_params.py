@@ -12,6 +12,15 @@ def test_defaults_file_is_valid():
     assert p.generator_config("cgan").steps > 0
 
 
+def test_mnist_profiles_are_valid():
+    full, low = load_params("params-mnist.yaml"), load_params("params-mnist-600.yaml")
+    for p in (full, low):
+        assert p.data.source == "mnist" and set(p.generators) == {"cgan", "cvae"}
+        assert p.filter.enabled and p.sample.per_class == (6000 if p is full else 2000)
+    assert full.prepare.train_per_class is None and low.prepare.train_per_class == 60
+    assert low.generator_config("cgan").diffaugment  # the low-data cGAN needs DiffAugment
+
+
 @pytest.mark.parametrize("section, value, needle", [
     ({"sample": {"per_clas": 3}}, None, "unknown key 'sample.per_clas'"),
     ({"sample": {"per_class": 0}}, None, "sample.per_class"),
