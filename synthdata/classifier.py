@@ -106,17 +106,37 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
     return float((predict(model, images).argmax(1) == labels).double().mean())
 
 
+class MixedBatchSampler:
+    """Batches with a fixed share of indices below ``n_first`` (the real images of a real+synthetic set,
+    stored first) and the rest from the others, each part an epoch-wise permutation of its own."""
+
+    def __init__(self, n_first: int, n_rest: int, batch_size: int, first_fraction: float, seed: int):
+        k = min(n_first, batch_size - 1, max(1, round(batch_size * first_fraction)))
+        self.offset = n_first
+        self.first = BatchSampler(n_first, k, derive(seed, "first"))
+        self.rest = BatchSampler(n_rest, batch_size - k, derive(seed, "rest"))
+
+    def __call__(self, step: int) -> torch.Tensor:
+        return torch.cat([self.first(step), self.rest(step) + self.offset])
+
+
 def fit(images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor | None, val_labels: torch.Tensor | None,
-        num_classes: int, cfg: ClassifierParams, seed: int, device: torch.device) -> tuple[SmallCNN, dict]:
+        num_classes: int, cfg: ClassifierParams, seed: int, device: torch.device,
+        mix: tuple[int, float] | None = None) -> tuple[SmallCNN, dict]:
     """Train a SmallCNN on uint8 ``images``; returns the weights with the best real-val accuracy, or, with
-    no val split (``val_images=None``), the weights after the whole budget (no early stopping)."""
+    no val split (``val_images=None``), the weights after the whole budget (no early stopping).
+    ``mix=(n_first, fraction)``: every batch draws ``fraction`` of its images from the first ``n_first``
+    (real images ahead of synthetic ones) instead of in proportion to the counts."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive(seed, "init"))
         model = SmallCNN(images.shape[1], num_classes, tuple(images.shape[2:]), cfg.width, cfg.feature_dim)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.15)
-    sampler = BatchSampler(len(images), cfg.batch_size, derive(seed, "batches"))
+    if mix is None:
+        sampler = BatchSampler(len(images), cfg.batch_size, derive(seed, "batches"))
+    else:
+        sampler = MixedBatchSampler(mix[0], len(images) - mix[0], cfg.batch_size, mix[1], derive(seed, "batches"))
     rng = torch.Generator().manual_seed(derive(seed, "augment"))
     best = (-1.0, 0, None)  # (val accuracy, step, weights)
     stale = 0
@@ -149,13 +169,14 @@ def fit(images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor | N
 
 
 def trials(images: torch.Tensor, labels: torch.Tensor, val, test, num_classes: int, cfg: ClassifierParams,
-           seed: int, seeds: int, device: torch.device) -> list[dict]:
+           seed: int, seeds: int, device: torch.device, mix: tuple[int, float] | None = None) -> list[dict]:
     """Train ``seeds`` classifiers on (images, labels), select on ``val``, score on ``test`` (datasets with
-    ``images`` and ``labels``). Seed i is the same for every training set, so only the data differs."""
+    ``images`` and ``labels``). Seed i is the same for every training set, so only the data differs.
+    ``mix``: as in :func:`fit`."""
     out = []
     for i in range(seeds):
         model, info = fit(images, labels, val.images, val.labels, num_classes, cfg, derive(seed, "classifier", i),
-                          device)
+                          device, mix)
         pred = predict(model, test.images).argmax(1)
         confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
         confusion.index_put_((test.labels, pred), torch.ones_like(pred), accumulate=True)

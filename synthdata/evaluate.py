@@ -73,10 +73,10 @@ def quality(f_syn: np.ndarray, y_syn: np.ndarray, f_train: np.ndarray, y_train: 
                 row["fid_floor"] = _fid(f_train[tc[_pick(rng, len(tc), mk)]], stats, f"class {k} real train")
             rows.append(row)
     if caught:  # one line for all classes rather than one per class
-        small = [r["n_test"] for r in rows]
-        notes.append(f"per-class FID: some classes have fewer real test images ({min(small)}..{max(small)}) or "
-                     f"synthetic images than the {f_test.shape[1]} feature dimensions; per-class FIDs are biased "
-                     "upward, compare them only at equal sample counts")
+        n = [min(r["fid_n"], r["n_test"]) for r in rows]
+        notes.append(f"per-class FID: some classes compare fewer images ({min(n)}..{max(n)} per class: the smaller "
+                     f"of synthetic, real train and real test) than the {f_test.shape[1]} feature dimensions; "
+                     "per-class FIDs are biased upward, compare them only at equal sample counts")
     out["kid"], out["kid_std"], out["kid_subset_size"] = kernel_distance(
         f_syn[si], f_test, ep.kid_subset_size, ep.kid_subsets, derive(ep.seed, "kid"))
     out["kid_floor"], _, _ = kernel_distance(f_train[ti], f_test, ep.kid_subset_size, ep.kid_subsets,
@@ -145,7 +145,8 @@ def run(params: Params, name: str) -> dict:
     cfg, seeds = ep.classifier, ep.seeds
     syn_runs = classifier.trials(syn.images, syn.labels, val, test, len(names), cfg, ep.seed, seeds, device)
     aug_images, aug_labels = torch.cat([train.images, syn.images]), torch.cat([train.labels, syn.labels])
-    aug_runs = classifier.trials(aug_images, aug_labels, val, test, len(names), cfg, ep.seed, seeds, device)
+    mix = None if ep.augment_real_fraction is None else (len(train.labels), ep.augment_real_fraction)
+    aug_runs = classifier.trials(aug_images, aug_labels, val, test, len(names), cfg, ep.seed, seeds, device, mix)
     acc = {"real": baseline["real"], "synthetic": classifier.summarize(syn_runs),
            "augmented": classifier.summarize(aug_runs)}
     for way, s in acc.items():
@@ -155,7 +156,7 @@ def run(params: Params, name: str) -> dict:
         "n_synthetic": len(syn.labels), "n_train": len(train.labels), "n_val": len(val.labels),
         "n_test": len(test.labels), "seeds": seeds, "feature_extractor": extractor.name,
         "feature_extractor_sha256": extractor.sha256, "feature_dim": extractor.dim,
-        "train_per_class": params.prepare.train_per_class,
+        "train_per_class": params.prepare.train_per_class, "augment_real_fraction": ep.augment_real_fraction,
     })
     filtered = Path(params.paths.synthetic) / name / "filter.json"
     acceptance = json.loads(filtered.read_text()) if filtered.is_file() else None

@@ -144,6 +144,9 @@ class EvaluateParams(Section):
     kid_subsets: int = Field(100, ge=1)
     prdc_k: int = Field(5, ge=1)
     grid_per_class: int = Field(10, ge=1, le=64, description="sample-grid columns")
+    augment_real_fraction: float | None = Field(
+        None, gt=0, lt=1, description="share of each real+synthetic classifier batch drawn from the real train "
+        "split; null: in proportion to the counts (plain concatenation)")
     classifier: ClassifierParams = ClassifierParams()
 
 

@@ -45,6 +45,28 @@ def test_fit_is_deterministic_and_keeps_the_best_val_weights():
     assert classifier.accuracy(a, val.images, val.labels) == pytest.approx(info_a["val_accuracy"])
 
 
+def test_mixed_batches_hold_the_asked_share_of_first_indices_and_cover_them_each_epoch():
+    sampler = classifier.MixedBatchSampler(30, 500, 16, 0.25, seed=3)
+    batches = [sampler(step) for step in range(30 // 4)]  # one epoch of the first 30 (4 per batch)
+    assert all(len(b) == 16 and int((b < 30).sum()) == 4 and int(b.max()) < 530 for b in batches)
+    first = torch.cat([b[b < 30] for b in batches]).tolist()
+    assert len(set(first)) == len(first) == 28  # 7 batches of 4 real indices, none repeated within an epoch
+    again = classifier.MixedBatchSampler(30, 500, 16, 0.25, seed=3)
+    assert all(torch.equal(b, again(step)) for step, b in enumerate(batches))
+
+
+def test_real_share_per_batch_lets_few_real_images_outweigh_many_noisy_ones():
+    train, val, test = _digits()
+    real = SimpleNamespace(images=train.images[:150], labels=train.labels[:150])
+    g = torch.Generator().manual_seed(0)
+    noisy = torch.randint(0, 10, (850,), generator=g)  # "synthetic" images with random labels
+    images, labels = train.images[:1000], torch.cat([real.labels, noisy])
+    cfg = ClassifierParams(width=8, feature_dim=16, steps=150, eval_every=50)
+    plain = classifier.summarize(classifier.trials(images, labels, val, test, 10, cfg, 0, 1, CPU))
+    mixed = classifier.summarize(classifier.trials(images, labels, val, test, 10, cfg, 0, 1, CPU, mix=(150, 0.5)))
+    assert mixed["mean"] > plain["mean"] + 0.1
+
+
 def test_random_affine_without_shift_or_rotation_is_the_identity():
     x = torch.rand(4, 1, 8, 8)
     out = classifier.random_affine(x, 0.0, 0.0, torch.Generator().manual_seed(0))

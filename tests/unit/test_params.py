@@ -19,6 +19,7 @@ def test_mnist_profiles_are_valid():
         assert p.filter.enabled and p.sample.per_class == (6000 if p is full else 2000)
     assert full.prepare.train_per_class is None and low.prepare.train_per_class == 60
     assert low.generator_config("cgan").diffaugment  # the low-data cGAN needs DiffAugment
+    assert full.evaluate.augment_real_fraction is None and low.evaluate.augment_real_fraction == 0.5
 
 
 @pytest.mark.parametrize("section, value, needle", [
@@ -37,6 +38,8 @@ def test_mnist_profiles_are_valid():
     ({"filter": {"min_confidence": 1.0}}, None, "filter.min_confidence"),
     ({"filter": {"max_draws": 0}}, None, "filter.max_draws"),
     ({"filter": {"enable": True}}, None, "unknown key 'filter.enable'"),
+    ({"evaluate": {"augment_real_fraction": 1.0}}, None, "evaluate.augment_real_fraction"),
+    ({"evaluate": {"augment_real_fraction": 0}}, None, "evaluate.augment_real_fraction"),
 ])
 def test_bad_parameter_is_one_line_naming_key_and_file(tmp_path, section, value, needle):
     path = write_params(tmp_path, **section)
