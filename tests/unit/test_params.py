@@ -19,7 +19,7 @@ def test_mnist_profiles_are_valid():
         assert p.filter.enabled and p.sample.per_class == (6000 if p is full else 2000)
     assert full.prepare.train_per_class is None and low.prepare.train_per_class == 60
     assert low.generator_config("cgan").diffaugment  # the low-data cGAN needs DiffAugment
-    assert full.evaluate.augment_real_fraction is None and low.evaluate.augment_real_fraction == 0.5
+    assert full.evaluate.augment_real_fraction == 0.9 and low.evaluate.augment_real_fraction == 0.5
 
 
 @pytest.mark.parametrize("section, value, needle", [
