@@ -86,7 +86,11 @@ class CGAN(Generator):
             loss_d.backward()
             optimizers["D"].step()
         z = torch.randn(n, dim, generator=rng, device=real.device)
-        loss_g = hinge_generator(self.discriminate(torch.tanh(self.G(z, labels)), labels, rng))
+        self.D.requires_grad_(False)  # the G step needs gradients through D, not of D's weights
+        try:
+            loss_g = hinge_generator(self.discriminate(torch.tanh(self.G(z, labels)), labels, rng))
+        finally:
+            self.D.requires_grad_(True)
         optimizers["G"].zero_grad(set_to_none=True)
         loss_g.backward()
         optimizers["G"].step()
