@@ -83,7 +83,7 @@ def run(params: Params, name: str, resume: bool = True, progress: bool | None = 
     device = setup_device(common)
     torch.manual_seed(derive(common.seed, name, "init"))
     model = cls(cfg, tuple(data.images.shape[1:]), len(data.class_names)).to(device)
-    # NHWC on the CPU too: oneDNN's convolutions are 15-20% faster on MNIST-size images (benchmarks/bench_core.py)
+    # NHWC on the CPU too: oneDNN's convolutions are faster at MNIST size (benchmarks/bench_train_step.py)
     model = model.to(memory_format=torch.channels_last)
     optimizers = model.make_optimizers()
 
