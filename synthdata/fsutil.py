@@ -64,6 +64,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(src, dst)
+
+
+def link_tree(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy folder ``src`` to ``dst`` as hard links where the file system allows (else as copies).
+
+    Safe for outputs that are only ever replaced whole (``atomic_dir``): a later run writes new files
+    rather than changing these in place. Replace a file of ``dst`` by unlinking it first, never by
+    writing into it, or the source changes too."""
+    shutil.copytree(src, dst, copy_function=_link_or_copy)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 

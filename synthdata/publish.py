@@ -2,7 +2,7 @@
 
 Reads every generator's ``gate.json`` and ``metrics.json`` from ``evaluate``; picks the generator named by
 ``publish.generator`` (or, for ``auto``, the passing one with the best ``acc_synthetic``, ties broken by the
-lower ``fid_ratio``); copies its augmented dataset (real train split + synthetic images) to
+lower ``fid_ratio``); links (or, across file systems, copies) its augmented dataset (real train split + synthetic images) to
 ``<paths.published>/dataset`` with a dataset card that carries its scores and provenance, and writes
 ``<paths.published>/manifest.json``. A generator that failed the gate is never copied: when none passed,
 the manifest says ``"published": false`` and why, and ``synthdata release`` refuses to release it.
@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import sys
 from pathlib import Path
 
 from synthdata.dataset import dataset_card, read_metadata
 from synthdata.errors import SynthdataError
-from synthdata.fsutil import atomic_dir, sha256_file, write_json
+from synthdata.fsutil import atomic_dir, link_tree, sha256_file, write_json
 from synthdata.params import Params
 
 MANIFEST = "manifest.json"
@@ -121,8 +120,10 @@ def run(params: Params) -> dict:
                 raise SynthdataError(f"{src}: {len(missing)} file(s) listed in metadata.parquet are missing "
                                      f"(first: {missing[0]}); run 'synthdata sample' again")
             dst = tmp / DATASET
-            shutil.copytree(src, dst)
-            (dst / "README.md").write_text(_card(params, row, meta, class_names, reason))
+            link_tree(src, dst)  # 111,000 files on MNIST: links, not copies (stages replace folders whole)
+            card = dst / "README.md"
+            card.unlink(missing_ok=True)  # a link to the augmented dataset's card: replace it, never write into it
+            card.write_text(_card(params, row, meta, class_names, reason))
             manifest.update({
                 "generator": row["generator"], "dataset": DATASET, "dataset_id": dataset_id(dst),
                 "images": len(meta), "real_images": int((meta["source"] == "real").sum()),
