@@ -28,3 +28,21 @@ def test_a_named_generator_that_failed_is_not_published():
     params = Params.model_validate({"publish": {"generator": "cvae"}})
     row, reason = choose(params, [_row("cgan", True, 0.9, 3.0), _row("cvae", False, 0.99, 9.0)])
     assert row is None and "cvae (publish.generator) failed the gate" in reason
+
+
+def test_link_tree_links_files_and_falls_back_to_copies(tmp_path, monkeypatch):
+    from synthdata import fsutil
+
+    src = tmp_path / "src"
+    (src / "3").mkdir(parents=True)
+    (src / "3" / "a.png").write_bytes(b"png")
+    fsutil.link_tree(src, tmp_path / "linked")
+    assert (tmp_path / "linked/3/a.png").stat().st_ino == (src / "3/a.png").stat().st_ino
+
+    def no_links(a, b):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(fsutil.os, "link", no_links)
+    fsutil.link_tree(src, tmp_path / "copied")
+    copied = tmp_path / "copied/3/a.png"
+    assert copied.read_bytes() == b"png" and copied.stat().st_ino != (src / "3/a.png").stat().st_ino
