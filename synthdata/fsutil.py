@@ -64,7 +64,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def _link_or_copy(src: str, dst: str) -> None:
+def link_or_copy(src: str, dst: str) -> None:
+    """Hard-link ``src`` to ``dst``, or copy it where links fail."""
     try:
         os.link(src, dst)
     except OSError:  # another file system, or one without hard links
@@ -77,7 +78,7 @@ def link_tree(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     Safe for outputs that are only ever replaced whole (``atomic_dir``): a later run writes new files
     rather than changing these in place. Replace a file of ``dst`` by unlinking it first, never by
     writing into it, or the source changes too."""
-    shutil.copytree(src, dst, copy_function=_link_or_copy)
+    shutil.copytree(src, dst, copy_function=link_or_copy)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -40,11 +40,7 @@ def write_pngs(root: str, names: list[str], images: np.ndarray, level: int = 1) 
 
 def link_files(src_root: str, dst_root: str, names: list[str]) -> None:
     """Hard-link (or copy, across file systems) ``names`` from one dataset root to another."""
-    import shutil
+    from synthdata.fsutil import link_or_copy
 
     for name in names:
-        src, dst = os.path.join(src_root, name), os.path.join(dst_root, name)
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copyfile(src, dst)
+        link_or_copy(os.path.join(src_root, name), os.path.join(dst_root, name))

@@ -63,8 +63,6 @@ def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
     with contextlib.ExitStack() as stack:
         syn_dir = stack.enter_context(atomic_dir(Path(params.paths.synthetic) / name))
         aug_dir = stack.enter_context(atomic_dir(Path(params.paths.augmented) / name))
-        # On the CPU the writer processes sample too (each with one thread, the model inherited by fork);
-        # on a GPU this process samples and the workers only encode and write.
         judge = Judge(params, class_names, device) if params.filter.enabled else None
         # On the CPU the writer processes sample too (each with one thread, the model inherited by fork);
         # on a GPU, or when the judge filters, this process samples and the workers only encode and write.
