@@ -83,8 +83,8 @@ def run(params: Params, name: str, resume: bool = True, progress: bool | None = 
     device = setup_device(common)
     torch.manual_seed(derive(common.seed, name, "init"))
     model = cls(cfg, tuple(data.images.shape[1:]), len(data.class_names)).to(device)
-    # NHWC on a GPU only. On the CPU it makes MNIST steps ~15% faster (benchmarks/bench_train_step.py) but
-    # changes the numerics, and its one full MNIST run scored worse (README, Results): not adopted untested.
+    # NHWC on a GPU only. On the CPU it makes MNIST steps faster (benchmarks/bench_train_step.py) but changes
+    # the numerics, and its one full MNIST run scored worse (README, Results): not adopted on one run.
     channels_last = device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
