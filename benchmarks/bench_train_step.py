@@ -1,6 +1,6 @@
 """Benchmark for the generators' training step on MNIST-size images: seconds per step with the model and
-its batches in the default (NCHW) memory format against channels_last (NHWC, what ``train`` uses), for
-each generator of the MNIST profile, interleaved over rounds in one process. Prints one table.
+its batches in the default (NCHW) memory format against channels_last (NHWC; ``train`` uses it on a GPU
+only), for each generator of the MNIST profile, interleaved over rounds in one process. Prints one table.
 
     python benchmarks/bench_train_step.py [--steps 150] [--rounds 3] [--params params-mnist.yaml]
 
