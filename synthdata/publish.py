@@ -3,8 +3,8 @@
 Reads every generator's ``gate.json`` and ``metrics.json`` from ``evaluate``; picks the generator named by
 ``publish.generator`` (or, for ``auto``, the passing one with the best ``acc_synthetic``, ties broken by the
 lower ``fid_ratio``); hard-links (or, across file systems, copies) its augmented dataset (real train split +
-synthetic images) to ``<paths.published>/dataset`` with a dataset card that carries its scores and provenance, and writes
-``<paths.published>/manifest.json``. A generator that failed the gate is never copied: when none passed,
+synthetic images) to ``<paths.published>/dataset`` with a dataset card that carries its scores and
+provenance, and writes ``<paths.published>/manifest.json``. A generator that failed the gate is never copied: when none passed,
 the manifest says ``"published": false`` and why, and ``synthdata release`` refuses to release it.
 
 The folder is built aside and renamed into place, so it is either the old one or the new one, never half.
