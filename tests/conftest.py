@@ -115,6 +115,18 @@ def make_repo(dest: Path, **sections) -> Path:
     return dest
 
 
+def other_generator(root: Path) -> str:
+    """The generator the built repository did not publish: setting ``publish.generator`` to it is the
+    cheapest change that makes a new published dataset (only publish and report re-run)."""
+    import json
+
+    published = json.loads((root / "data/published/manifest.json").read_text())["generator"]
+    return next(g for g in ("cgan", "cvae") if g != published)
+
+
+AFTER_PUBLISH = {"publish", "report"}
+
+
 def ran_stages(output: str) -> set[str]:
     """Stages that ``dvc repro`` ran, from its 'Running stage ...' lines."""
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import GIT_ENV, ran_stages, run_tool, tool_env  # noqa: F401
+from tests.conftest import AFTER_PUBLISH, GIT_ENV, other_generator, run_tool, tool_env
 
 pytestmark = pytest.mark.e2e
 
@@ -141,11 +141,13 @@ def test_flow_retries_a_stage_while_dvc_is_locked(committed: Path, prefect_api):
 def test_command_line_run_with_the_ephemeral_api(committed: Path, tmp_path: Path):
     """`python -m flows.pipeline` with no server: Prefect's ephemeral API, in its own PREFECT_HOME."""
     env = {**tool_env(), "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": ""}
-    proc = subprocess.run([sys.executable, "-m", "flows.pipeline", "--no-release", "--set", "sample.seed=21"],
-                          cwd=committed, capture_output=True, text=True, env=env)
+    other = other_generator(committed)  # a publish-only change: the in-process flow test re-samples
+    proc = subprocess.run([sys.executable, "-m", "flows.pipeline", "--no-release", "--set",
+                           f"publish.generator={other}"], cwd=committed, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["ran"] == AFTER_SAMPLE and result["released"] is None
+    assert set(result["ran"]) == AFTER_PUBLISH and result["released"] is None
+    assert json.loads((committed / "data/published/manifest.json").read_text())["generator"] == other
     bad = subprocess.run([sys.executable, "-m", "flows.pipeline", "--set", "gate.max_fid_ratio=-1"],
                          cwd=committed, capture_output=True, text=True, env=env)
     # a user's mistake: one line, exit 2, found before Prefect starts, params.yaml untouched

@@ -5,6 +5,7 @@ a run of the served deployment executes the DVC stages and leaves ``dvc status``
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -17,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import run_tool, tool_env
+from tests.conftest import other_generator, run_tool, tool_env
 
 pytestmark = pytest.mark.e2e
 
@@ -97,13 +98,14 @@ def test_deploy_and_serve_on_a_cron_schedule(repo: Path, server):
     assert all(r["expected_start_time"][11:16] == "03:00" for r in runs)
 
     # 2. the served deployment: scheduled by the server, and run by the serving process
+    other = other_generator(repo)  # a publish-only change: only publish and report re-run
     serve = subprocess.Popen([sys.executable, "-m", "flows.pipeline", "--serve", "--name", "served", "--cron",
-                              "30 4 * * *", "--no-release", "--set", "sample.seed=42"], cwd=repo, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              "30 4 * * *", "--no-release", "--set", f"publish.generator={other}"], cwd=repo,
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         served = _wait("the served deployment", lambda: _deployment(api, "served"), 120, [serve])
         assert [s["schedule"]["cron"] for s in served["schedules"]] == ["30 4 * * *"]
-        assert served["parameters"]["params"] == {"sample.seed": 42}
+        assert served["parameters"]["params"] == {"publish.generator": other}
         _wait("scheduled runs of the served deployment", lambda: _scheduled_runs(api, served["id"]), 60, [serve])
         run = httpx.post(f"{api}/deployments/{served['id']}/create_flow_run", json={}, timeout=10).json()
 
@@ -119,6 +121,7 @@ def test_deploy_and_serve_on_a_cron_schedule(repo: Path, server):
             serve.wait(timeout=30)
         except subprocess.TimeoutExpired:
             serve.kill()
-    assert yaml.safe_load((repo / "params.yaml").read_text())["sample"]["seed"] == 42
+    assert yaml.safe_load((repo / "params.yaml").read_text())["publish"]["generator"] == other
     assert "up to date" in run_tool("dvc", "status", cwd=repo).stdout
     assert os.path.isfile(repo / "data/report/report.md")
+    assert json.loads((repo / "data/published/manifest.json").read_text())["generator"] == other
