@@ -1,4 +1,5 @@
-"""DiffAugment transforms and the classifier-filtered sampling loop, on small tensors."""
+"""DiffAugment transforms, the discriminator's minibatch standard deviation, and the classifier-filtered
+sampling loop, on small tensors."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 
 from synthdata.errors import SynthdataError
 from synthdata.generators import diffaugment
-from synthdata.generators.cgan import CGAN, CGANConfig
+from synthdata.generators.cgan import CGAN, CGANConfig, minibatch_std
 from synthdata.judge import filtered_class
 
 
@@ -57,6 +58,35 @@ def test_diffaugment_changes_the_discriminator_inputs_only_when_set():
     rng = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     assert torch.equal(plain.discriminate(x, y, rng()), plain.D(x, y))
     assert not torch.equal(aug.discriminate(x, y, rng()), aug.D(x, y))
+
+
+def test_minibatch_std_sees_a_collapsed_group_and_only_that_group():
+    x = _images(8, 4)
+    x[1::2] = x[1]  # group of samples 1, 3, 5, 7 (groups of 4: i, i + 2, ...): four copies of one image
+    out = minibatch_std(x, 4)
+    assert out.shape == (8, 2, 4, 4) and torch.equal(out[:, :1], x)
+    std = out[:, 1, 0, 0]
+    assert (out[:, 1] == std.view(8, 1, 1)).all()  # one value per sample, broadcast over positions
+    assert torch.allclose(std[1::2], torch.full((4,), 1e-4)) and (std[0::2] > 0.3).all()
+    assert torch.allclose(std[0::2], std[0].expand(4))
+    with pytest.raises(ValueError, match="groups of 3"):
+        minibatch_std(x, 3)
+
+
+def test_minibatch_std_is_checked_by_the_config_and_changes_the_discriminator():
+    with pytest.raises(ValueError, match="mbstd_group \\(3\\) must divide batch_size \\(64\\)"):
+        CGANConfig(batch_size=64, mbstd_group=3)
+    torch.manual_seed(0)
+    plain = CGAN(CGANConfig(width=4, latent_dim=4), (1, 8, 8), 3)
+    torch.manual_seed(0)
+    grouped = CGAN(CGANConfig(width=4, latent_dim=4, batch_size=4, mbstd_group=4), (1, 8, 8), 3)
+    assert "mbstd.0.parametrizations.weight.original" in grouped.D.state_dict()
+    assert not any(k.startswith("mbstd") for k in plain.D.state_dict())  # old checkpoints keep their keys
+    grouped.eval()
+    x, y = _images(4, 8), torch.tensor([0, 1, 2, 0])
+    varied = grouped.D(x, y)
+    collapsed = grouped.D(x[:1].expand(4, -1, -1, -1), y[:1].expand(4))
+    assert not torch.allclose(varied[:1], collapsed[:1])  # the same image scores differently in a collapsed batch
 
 
 class _Oracle:
