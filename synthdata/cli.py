@@ -7,7 +7,7 @@ import json
 import sys
 
 from synthdata import generators
-from synthdata.errors import GateFailed, RepoBusy, SynthdataError
+from synthdata.errors import GateFailed, RepoBusy, SynthdataError, shorten
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,8 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _run(args)
     except SynthdataError as exc:
-        print(f"synthdata {args.command}: error: {exc}", file=sys.stderr)
+        print(f"synthdata {args.command}: error: {shorten(str(exc), 1000)}", file=sys.stderr)
         return next(code for kind, code in EXIT_CODES if isinstance(exc, kind))
+    except OSError as exc:
+        from synthdata.fsutil import is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"synthdata {args.command}: error: the disk is full{where}; nothing was replaced (earlier outputs are "
+              "as they were, the partial ones removed): free space and run again", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"synthdata {args.command}: interrupted; the last checkpoint is kept, run the same command to "
               "resume", file=sys.stderr)

@@ -14,10 +14,13 @@ row groups, so memory does not grow with the number of images.
 from __future__ import annotations
 
 import collections
+import ctypes
 import hashlib
 import json
 import multiprocessing
 import os
+import signal
+import sys
 import warnings
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -52,6 +55,9 @@ METADATA_SCHEMA = pa.schema([
 ])
 
 
+ROW_GROUP = 100_000  # metadata rows per Parquet row group
+
+
 def _pixel_hashes(images: np.ndarray) -> list[str]:
     return [hashlib.sha256(a.tobytes()).hexdigest() for a in images]
 
@@ -61,8 +67,20 @@ def _pixel_hashes(images: np.ndarray) -> list[str]:
 _PRODUCER: Callable[[int, int], np.ndarray] | None = None
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
+    _die_with_parent(parent)
     torch.set_num_threads(1)  # one process per core; torch's own threads would only contend
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the stage process ends, however it ends (a ``kill -9`` gives the
+    pool no chance to stop its workers, which would go on writing): Linux's PR_SET_PDEATHSIG."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # 1 = PR_SET_PDEATHSIG
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
 
 
 def _write_batch(root: str, names: list[str], images: np.ndarray | tuple[int, int], level: int) -> list[str]:
@@ -76,7 +94,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     # fork: workers start in milliseconds, inherit the producer, and import nothing anew
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
 
 
 class DatasetWriter:
@@ -100,6 +118,8 @@ class DatasetWriter:
         self._pending: collections.deque[tuple[list[Future], pa.Table | None]] = collections.deque()
         self._parquet = pq.ParquetWriter(self.root / "metadata.parquet", METADATA_SCHEMA, compression="zstd")
         self.counts = collections.Counter()
+        self._rows: list[pa.Table] = []
+        self._buffered = 0
 
     def add(self, images: torch.Tensor | np.ndarray | tuple[int, int], label_ids: np.ndarray, ids: list[str], *,
             split: str, source: str, generator: str | None = None, checkpoint_sha256: str | None = None,
@@ -145,12 +165,22 @@ class DatasetWriter:
             hashes = [h for f in futures for h in (f.result() or [])]
             if "pixel_sha256" not in table.column_names:
                 table = table.append_column("pixel_sha256", pa.array(hashes, pa.string()))
-            self._parquet.write_table(table)
+            self._rows.append(table)
+            self._buffered += table.num_rows
+            if self._buffered >= ROW_GROUP:
+                self._flush_rows()
+
+    def _flush_rows(self) -> None:
+        # few large row groups: the Parquet footer holds metadata per row group, kept in memory until close
+        if self._rows:
+            self._parquet.write_table(pa.concat_tables(self._rows), row_group_size=ROW_GROUP)
+        self._rows, self._buffered = [], 0
 
     def close(self, card: str) -> None:
         global _PRODUCER
         try:
             self._drain(keep=0)
+            self._flush_rows()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._parquet.close()

@@ -15,3 +15,10 @@ class GateFailed(SynthdataError):
 
 class RepoBusy(SynthdataError):
     """Another dvc process holds the repository lock: transient, worth retrying (exit code 75)."""
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    """``text`` on one line, cut to ``limit`` characters with a note of how much was left out: a user's
+    value quoted in an error line never floods the terminal."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"

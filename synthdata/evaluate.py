@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synthdata import classifier, features, plots
+from synthdata import classifier, features, locks, plots
 from synthdata.dataset import load_dataset
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, write_json
@@ -120,6 +120,13 @@ def _baseline(params: Params) -> dict:
 
 
 def run(params: Params, name: str) -> dict:
+    p = params.paths
+    with locks.hold(writes=[Path(p.evaluation) / name],
+                    reads=[p.prepared, p.reference, Path(p.synthetic) / name]):
+        return _run(params, name)
+
+
+def _run(params: Params, name: str) -> dict:
     t_start = time.perf_counter()
     ep = params.evaluate
     device = setup_device(params.train)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 
-from synthdata import classifier
+from synthdata import classifier, locks
 from synthdata.dataset import load_dataset
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, sha256_file, write_json
@@ -33,6 +34,11 @@ CLASS_STRIDE = 2**32  # latent seeds of class k's candidates start at sample.see
 
 
 def run(params: Params) -> dict:
+    with locks.hold(writes=[params.paths.judge], reads=[params.paths.prepared]):
+        return _run(params)
+
+
+def _run(params: Params) -> dict:
     fp = params.filter
     train_dir = Path(params.paths.prepared) / "train"
     with atomic_dir(params.paths.judge) as tmp:
@@ -84,13 +90,14 @@ class Judge:
 
 
 def filtered_class(generate, judge: Judge, label: int, count: int, first_seed: int, batch: int,
-                   max_draws: int, class_name: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """(images, seeds) of the first ``count`` accepted candidates of one class, and how many were drawn.
+                   max_draws: int, class_name: str) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """Yield (images, seeds, drawn so far) of the first ``count`` accepted candidates of one class, batch by
+    batch (memory does not grow with ``count``); the last ``drawn`` is how many candidates it took.
 
     ``generate(labels, seeds)`` returns uint8 images. Candidates go in seed order, so the result does not
     depend on ``batch``.
     """
-    kept_images, kept_seeds, drawn, kept = [], [], 0, 0
+    drawn, kept = 0, 0
     while kept < count:
         if drawn >= max_draws * count:
             raise SynthdataError(
@@ -101,12 +108,8 @@ def filtered_class(generate, judge: Judge, label: int, count: int, first_seed: i
         seeds = first_seed + drawn + np.arange(n, dtype=np.int64)
         images = generate(torch.full((n,), label, dtype=torch.long), torch.from_numpy(seeds))
         ok = np.flatnonzero(judge.accepts(images, label))[:count - kept]
+        kept += len(ok)
+        # candidates after the last kept one do not count
+        drawn += int(ok[-1]) + 1 if kept == count else n
         if len(ok):
-            kept_images.append(images[ok].numpy())
-            kept_seeds.append(seeds[ok])
-            kept += len(ok)
-            if kept == count:
-                drawn += int(ok[-1]) + 1  # candidates after the last kept one do not count
-                break
-        drawn += n
-    return np.concatenate(kept_images), np.concatenate(kept_seeds), drawn
+            yield images[ok].numpy(), seeds[ok], drawn

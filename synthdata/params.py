@@ -14,11 +14,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from synthdata import generators
-from synthdata.errors import SynthdataError
+from synthdata.errors import SynthdataError, shorten
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are refused in every float field: a key that may be unbounded says so with null
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PathsParams(Section):
@@ -196,14 +197,78 @@ class Params(Section):
         return getattr(self.train, generators.get(name).name)
 
 
+MAX_FILE_BYTES = 1 << 20  # a params file is a few kB; refuse what cannot be one before parsing it
+MAX_VALUES = 100_000      # YAML nodes after alias expansion: bounds "billion laughs" documents
+
+
+class StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses duplicate keys (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.setdefault(key, line)
+            except TypeError:  # an unhashable key: let PyYAML say so
+                continue
+            if first != line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {shorten(repr(key), 60)} on lines {first} and {line}; keep one",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes in the document once every alias is expanded (an alias shares its anchor's node)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    if size > MAX_VALUES:
+        raise yaml.YAMLError(f"its aliases expand to more than {MAX_VALUES} values; write the values out")
+    memo[id(node)] = size
+    return size
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file with :class:`StrictLoader`, bounded in size, nesting and alias expansion."""
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise SynthdataError(f"{path}: {path.stat().st_size} bytes; a parameters file is at most {MAX_FILE_BYTES}")
+    loader = StrictLoader(path.read_bytes())
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {})
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        first = str(exc).strip().splitlines()
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or (first[0] if first else type(exc).__name__)
+        raise SynthdataError(f"{path}: not valid YAML{where}: {shorten(problem)}") from None
+    except RecursionError:
+        raise SynthdataError(f"{path}: not valid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
 def _describe(err: dict, file: str) -> str:
     key = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
-        return f"{file}: unknown key '{key}' (check its spelling; the README lists every key)"
-    msg = err["msg"].removeprefix("Value error, ")
+        return f"{file}: unknown key '{shorten(key, 80)}' (check its spelling; the README lists every key)"
+    msg = shorten(err["msg"].removeprefix("Value error, "))
     if not err["loc"]:  # a check across sections names its own keys
         return f"{file}: {msg}"
-    return f"{file}: {key}: {msg} (got {err.get('input')!r})"
+    return f"{file}: {key}: {msg} (got {shorten(repr(err.get('input')), 80)})"
 
 
 def load_params(path: str | os.PathLike = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
@@ -211,10 +276,7 @@ def load_params(path: str | os.PathLike = "params.yaml", overrides: dict[str, An
     path = Path(path)
     if not path.is_file():
         raise SynthdataError(f"{path}: parameters file not found (pass --params PATH)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SynthdataError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    raw = read_yaml(path) or {}
     if not isinstance(raw, dict):
         raise SynthdataError(f"{path}: must be a mapping of sections (data, prepare, train, sample)")
     for dotted, value in (overrides or {}).items():

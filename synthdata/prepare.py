@@ -16,10 +16,10 @@ import hashlib
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from synthdata import sources
+from synthdata import locks, sources
 from synthdata.dataset import DatasetWriter, dataset_card
 from synthdata.errors import SynthdataError
-from synthdata.fsutil import atomic_dir, write_json
+from synthdata.fsutil import atomic_dir, check_free_space, write_json
 from synthdata.params import Params, resolved
 
 SPLITS = ("train", "val", "test")
@@ -72,12 +72,19 @@ def unique_images(images: np.ndarray, splits: np.ndarray | None) -> np.ndarray:
 
 
 def run(params: Params, chunk: int = 4096) -> dict:
+    with locks.hold(writes=[params.paths.prepared]):
+        return _run(params, chunk)
+
+
+def _run(params: Params, chunk: int) -> dict:
     data = sources.load(params.data)
     keep = unique_images(data.images, data.splits)
     splits = None if data.splits is None else data.splits[keep]
     parts = {k: keep[v] for k, v in split_indices(data.labels[keep], params.prepare, splits,
                                                   data.class_names).items()}
     out = Path(params.paths.prepared)
+    n, h, w, c = len(keep), *data.images.shape[1:]
+    check_free_space(out, n, h * (1 + w * c) + 100, 200 * n, "prepare", "choose a smaller data set")
     summary = {"source": data.name, "classes": data.class_names, "duplicates_dropped": int(len(data.labels) - len(keep)),
                "train_per_class": params.prepare.train_per_class,
                "image_shape": [int(data.images.shape[3]), int(data.images.shape[1]), int(data.images.shape[2])]}

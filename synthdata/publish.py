@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from synthdata import locks
 from synthdata.dataset import dataset_card, read_metadata
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, link_tree, sha256_file, write_json
@@ -106,6 +107,13 @@ def _card(params: Params, row: dict, meta, class_names: list[str], reason: str) 
 
 
 def run(params: Params) -> dict:
+    p = params.paths
+    reads = [p.prepared] + [Path(folder) / g for g in params.generators for folder in (p.evaluation, p.augmented)]
+    with locks.hold(writes=[p.published], reads=reads):
+        return _run(params)
+
+
+def _run(params: Params) -> dict:
     rows = candidates(params)
     row, reason = choose(params, rows)
     out = Path(params.paths.published)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from synthdata import classifier, features
+from synthdata import classifier, features, locks
 from synthdata.dataset import check_disjoint, load_dataset
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, write_json
@@ -40,6 +40,11 @@ def protocol(params: Params) -> dict:
 
 
 def run(params: Params) -> dict:
+    with locks.hold(writes=[params.paths.reference], reads=[params.paths.prepared]):
+        return _run(params)
+
+
+def _run(params: Params) -> dict:
     device = setup_device(params.train)
     splits = load_splits(params)
     train, val, test = (splits[s] for s in SPLITS)

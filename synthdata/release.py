@@ -7,11 +7,13 @@ cut from inside a stage). In order, each step only once the one before it has su
    tracked file other than ``dvc.lock`` / ``params.yaml`` has uncommitted changes (the tag must rebuild it);
 2. ``dvc push`` every output to the DVC remote (objects are content-addressed and a folder's listing is
    uploaded after its files, so an interrupted push exposes nothing);
-3. add a row to ``published.csv`` and commit it with ``dvc.lock`` and ``params.yaml``;
-4. create the annotated git tag ``<publish.name>-v<N>``: the version exists from this moment.
+3. add a row to ``published.csv`` and make a commit of it with ``dvc.lock`` and ``params.yaml`` (aside,
+   in a temporary index: no branch moves), and the annotated tag object ``<publish.name>-v<N>``;
+4. move the branch to that commit and create the tag in one git ref transaction: the version exists from
+   this moment, and no commit on the branch ever names a version without its tag.
 
-An interruption before step 4 leaves every earlier version as it was, and the next release does the
-whole thing again. Releasing a dataset identical to the latest version does nothing.
+An interruption before step 4 leaves every earlier version as it was (and ``published.csv`` as it was),
+and the next release does the whole thing again. Releasing a dataset identical to the latest version does nothing.
 
 Consumers: ``dvc get <repo> data/published/dataset --rev <tag>`` (or ``dvc import``), then torchvision
 ``ImageFolder`` or ``pandas.read_parquet(".../metadata.parquet")``.
@@ -22,10 +24,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
 import re
 import subprocess
 from pathlib import Path
 
+from synthdata import locks
 from synthdata.errors import GateFailed, RepoBusy, SynthdataError
 from synthdata.fsutil import atomic_write_bytes
 from synthdata.params import Params
@@ -37,8 +41,9 @@ COLUMNS = ["version", "released_at", "dataset_id", "generator", "images", "real_
 ALLOWED_DIRTY = {"dvc.lock", "params.yaml", TABLE}
 
 
-def _git(root: Path, *args: str, check: bool = True) -> str:
-    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+def _git(root: Path, *args: str, check: bool = True, input: str | None = None, env: dict | None = None) -> str:
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, input=input,
+                          env=None if env is None else {**os.environ, **env})
     if check and proc.returncode != 0:
         first = (proc.stderr or proc.stdout).strip().splitlines()
         raise SynthdataError(f"git {args[0]} failed: {first[-1] if first else proc.returncode}")
@@ -74,14 +79,46 @@ def versions(root: Path, name: str) -> list[int]:
                   if (m := pat.match(t)))
 
 
+def _commit_aside(root: Path, paths: list[str], message: str) -> str:
+    """A commit of HEAD plus the working-tree ``paths``, made in a temporary index: no branch moves yet."""
+    index = Path(_git(root, "rev-parse", "--git-path", f"synthdata-release-{os.getpid()}.index").strip())
+    index = index if index.is_absolute() else root / index
+    env = {"GIT_INDEX_FILE": str(index)}
+    try:
+        _git(root, "read-tree", "HEAD", env=env)
+        _git(root, "add", "--", *paths, env=env)
+        tree = _git(root, "write-tree", env=env).strip()
+    finally:
+        index.unlink(missing_ok=True)
+    return _git(root, "commit-tree", tree, "-p", "HEAD", "-m", message).strip()
+
+
+def _publish_refs(root: Path, commit: str, version: str, message: str) -> None:
+    """Move the branch to ``commit`` and create the annotated tag ``version`` in one ref transaction: either
+    both happen or neither, so no commit on the branch lists a version that has no tag."""
+    branch = _git(root, "symbolic-ref", "-q", "HEAD", check=False).strip()
+    if not branch:
+        raise SynthdataError("HEAD is detached: check out the branch to release on (git switch BRANCH)")
+    head = _git(root, "rev-parse", "HEAD").strip()
+    tagger = _git(root, "var", "GIT_COMMITTER_IDENT").strip()
+    tag = _git(root, "mktag", input=f"object {commit}\ntype commit\ntag {version}\ntagger {tagger}\n\n{message}\n").strip()
+    _git(root, "update-ref", "--stdin", input=f"start\nupdate {branch} {commit} {head}\n"
+         f"create refs/tags/{version} {tag}\nprepare\ncommit\n")
+
+
 def run(params: Params, remote: str | None = None) -> dict:
+    root = Path(_git(Path.cwd(), "rev-parse", "--show-toplevel").strip())
+    with locks.hold(writes=[root / TABLE], reads=[params.paths.published]):
+        return _run(params, remote, root)
+
+
+def _run(params: Params, remote: str | None, root: Path) -> dict:
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     manifest = read_manifest(params)
     if not manifest["published"]:
         raise GateFailed(f"nothing to release: {manifest['reason']}")
-    root = Path(_git(Path.cwd(), "rev-parse", "--show-toplevel").strip())
     name = params.publish.name
     try:
         with Repo(str(root)) as repo:
@@ -123,23 +160,22 @@ def run(params: Params, remote: str | None = None) -> dict:
            "path": path, "remote": remote_name}
     table = root / TABLE
     before = table.read_bytes() if table.exists() else None
+    files = [TABLE, "dvc.lock", "params.yaml"]
+    message = "\n".join([f"{version}: {manifest['generator']} augmented dataset", "",
+                         f"dataset_id: {manifest['dataset_id']}", f"path: {path}",
+                         *(f"{k}: {s.get(k)}" for k in ("fid", "fid_floor", "acc_real", "acc_synthetic",
+                                                         "acc_augmented"))])
     try:
         atomic_write_bytes(table, _table_bytes([r for r in rows if r["version"] != version] + [row]))
-        _git(root, "add", "--", TABLE, "dvc.lock", "params.yaml")
-        _git(root, "commit", "-q", "-m", f"Release {version}: {manifest['generator']} augmented dataset "
-             f"({manifest['images']} images, dataset id {manifest['dataset_id'][:12]})", "--", TABLE, "dvc.lock",
-             "params.yaml")
+        commit = _commit_aside(root, files, f"Release {version}: {manifest['generator']} augmented dataset "
+                               f"({manifest['images']} images, dataset id {manifest['dataset_id'][:12]})")
+        _publish_refs(root, commit, version, message)
     except BaseException:
         if before is None:
             table.unlink(missing_ok=True)
         else:
             atomic_write_bytes(table, before)
-        _git(root, "reset", "-q", "--", TABLE, check=False)
         raise
-    message = "\n".join([f"{version}: {manifest['generator']} augmented dataset", "",
-                         f"dataset_id: {manifest['dataset_id']}", f"path: {path}",
-                         *(f"{k}: {s.get(k)}" for k in ("fid", "fid_floor", "acc_real", "acc_synthetic",
-                                                         "acc_augmented"))])
-    _git(root, "tag", "-a", version, "-m", message)
+    _git(root, "reset", "-q", "--", *files)  # the index follows the branch (the working tree already does)
     return {"version": version, "released": True, "dataset_id": manifest["dataset_id"], "pushed_files": pushed,
             "get": f"dvc get <this repo> {path} --rev {version}"}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from synthdata import plots
+from synthdata import locks, plots
 from synthdata.fsutil import atomic_dir
 from synthdata.params import Params
 from synthdata.publish import DATASET, candidates, read_manifest
@@ -52,6 +52,13 @@ def published_summary(manifest: dict) -> str:
 
 
 def run(params: Params) -> dict:
+    p = params.paths
+    reads = [p.published] + [Path(folder) / g for g in params.generators for folder in (p.evaluation, p.models)]
+    with locks.hold(writes=[p.report], reads=reads):
+        return _run(params)
+
+
+def _run(params: Params) -> dict:
     rows = candidates(params)
     manifest = read_manifest(params)
     published = Path(params.paths.published)

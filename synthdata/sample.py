@@ -20,10 +20,11 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
+from synthdata import locks
 from synthdata.checkpoint import load_generator
 from synthdata.dataset import DatasetWriter, dataset_card, read_metadata
 from synthdata.errors import SynthdataError
-from synthdata.fsutil import atomic_dir, write_json
+from synthdata.fsutil import atomic_dir, check_free_space, write_json
 from synthdata.judge import CLASS_STRIDE, Judge, filtered_class
 from synthdata.params import Params, SampleParams, resolved
 from synthdata.train import setup_device
@@ -36,29 +37,69 @@ def plan_counts(params: SampleParams, class_names: list[str]) -> list[int]:
     return [params.counts.get(c, params.per_class) for c in class_names]
 
 
-def _produce(model, labels: np.ndarray, seeds: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    return model.generate_from_seeds(torch.from_numpy(labels[lo:hi]), torch.from_numpy(seeds[lo:hi])).numpy()
+class Plan:
+    """Labels and latent seeds of rows ``[lo, hi)``, made on demand: memory does not grow with the count.
+
+    Row i is of the class whose cumulative count first exceeds i, with latent seed ``seed + i``."""
+
+    def __init__(self, counts: list[int], seed: int):
+        self.bounds = np.cumsum(np.asarray(counts, dtype=np.int64))
+        self.total = int(self.bounds[-1]) if len(self.bounds) else 0
+        self.seed = seed
+
+    def labels(self, lo: int, hi: int) -> np.ndarray:
+        return np.searchsorted(self.bounds, np.arange(lo, hi, dtype=np.int64), side="right")
+
+    def seeds(self, lo: int, hi: int) -> np.ndarray:
+        return self.seed + np.arange(lo, hi, dtype=np.int64)
+
+
+def _produce(model, plan: Plan, lo: int, hi: int) -> np.ndarray:
+    labels, seeds = torch.from_numpy(plan.labels(lo, hi)), torch.from_numpy(plan.seeds(lo, hi))
+    return model.generate_from_seeds(labels, seeds).numpy()
+
+
+def check_space(params: Params, name: str, n: int, image_shape: tuple[int, ...], real_files: int) -> None:
+    """Refuse before writing when the synthetic PNGs (and the augmented copy, where links are impossible)
+    cannot fit: a PNG of this encoder is at most its raw pixels plus 100 bytes."""
+    c, h, w = image_shape
+    syn, aug = Path(params.paths.synthetic), Path(params.paths.augmented)
+    linked = _device(syn) == _device(aug)
+    files = n if linked else 2 * n + real_files
+    check_free_space(syn, files, h * (1 + w * c) + 100, 200 * n, f"sample {name}",
+                     "lower sample.per_class / sample.counts")
+
+
+def _device(folder: Path) -> int:
+    return next(os.stat(p).st_dev for p in (folder, *folder.parents) if p.exists())
 
 
 def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
         progress: bool | None = None) -> dict:
+    p = params.paths
+    reads = [p.prepared, p.judge] + ([] if checkpoint else [Path(p.models) / name])
+    with locks.hold(writes=[Path(p.synthetic) / name, Path(p.augmented) / name], reads=reads):
+        return _run(params, name, checkpoint, progress)
+
+
+def _run(params: Params, name: str, checkpoint: str | os.PathLike | None, progress: bool | None) -> dict:
     sp = params.sample
     ckpt = Path(checkpoint) if checkpoint else Path(params.paths.models) / name
     device = setup_device(params.train)
-    model = load_generator(ckpt, expect=name, device=device).to(memory_format=torch.channels_last)
+    model = load_generator(ckpt, expect=name, device=device)  # default memory format: see generate_from_seeds
     class_names = model.class_names
     counts = plan_counts(sp, class_names)
-    labels = np.repeat(np.arange(len(class_names)), counts)
-    seeds = sp.seed + np.arange(len(labels), dtype=np.int64)
+    plan = Plan(counts, sp.seed)
     real_dir = Path(params.paths.prepared) / "train"
     real_meta, real_classes = read_metadata(real_dir)
     if real_classes != class_names:
         raise SynthdataError(f"{ckpt}: generator classes {class_names} differ from {real_dir} {real_classes}; "
                              "train it on this prepared data")
+    check_space(params, name, plan.total, model.image_shape, len(real_meta))
     provenance = [f"generator: {name}", f"checkpoint sha256: {model.checkpoint_sha256}",
                   (f"latent seeds of class k: from {sp.seed} + k * 2**32, those the judge accepted (the `seed` column)"
                    if params.filter.enabled else
-                   f"latent seeds {sp.seed}..{sp.seed + len(labels) - 1} (the `seed` column)")]
+                   f"latent seeds {sp.seed}..{sp.seed + plan.total - 1} (the `seed` column)")]
     license_ = "Synthetic images made by a generator trained on the real data: same license as the real data."
     with contextlib.ExitStack() as stack:
         syn_dir = stack.enter_context(atomic_dir(Path(params.paths.synthetic) / name))
@@ -66,32 +107,31 @@ def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
         judge = Judge(params, class_names, device) if params.filter.enabled else None
         # On the CPU the writer processes sample too (each with one thread, the model inherited by fork);
         # on a GPU, or when the judge filters, this process samples and the workers only encode and write.
-        producer = None if device.type == "cuda" or judge else functools.partial(_produce, model, labels, seeds)
+        producer = None if device.type == "cuda" or judge else functools.partial(_produce, model, plan)
         writer = DatasetWriter(syn_dir, class_names, workers=sp.workers, producer=producer)
-        bar = tqdm(total=len(labels), desc=f"sample {name}", unit="img", mininterval=1.0,
+        bar = tqdm(total=plan.total, desc=f"sample {name}", unit="img", mininterval=1.0,
                    disable=(None if progress is None else not progress))
         meta = dict(split="train", source="synthetic", generator=name, checkpoint_sha256=model.checkpoint_sha256)
         try:
             if judge is None:
-                for lo in range(0, len(labels), sp.batch_size):
-                    hi = min(lo + sp.batch_size, len(labels))
-                    images = (lo, hi) if producer else _produce(model, labels, seeds, lo, hi)
-                    writer.add(images, labels[lo:hi], [f"{name}-{i:07d}" for i in range(lo, hi)],
-                               seeds=seeds[lo:hi], **meta)
+                for lo in range(0, plan.total, sp.batch_size):
+                    hi = min(lo + sp.batch_size, plan.total)
+                    images = (lo, hi) if producer else _produce(model, plan, lo, hi)
+                    writer.add(images, plan.labels(lo, hi), [f"{name}-{i:07d}" for i in range(lo, hi)],
+                               seeds=plan.seeds(lo, hi), **meta)
                     bar.update(hi - lo)
             else:
                 acceptance, done = [], 0
                 for k, (cls, count) in enumerate(zip(class_names, counts)):
-                    images, seeds_k, drawn = filtered_class(
-                        model.generate_from_seeds, judge, k, count, sp.seed + k * CLASS_STRIDE, sp.batch_size,
-                        params.filter.max_draws, cls)
-                    for lo in range(0, count, sp.batch_size):
-                        hi = min(lo + sp.batch_size, count)
-                        writer.add(images[lo:hi], np.full(hi - lo, k), [f"{name}-{i:07d}" for i in
-                                                                         range(done + lo, done + hi)],
-                                   seeds=seeds_k[lo:hi], **meta)
-                    done += count
-                    bar.update(count)
+                    drawn = 0
+                    for images, seeds_k, drawn in filtered_class(
+                            model.generate_from_seeds, judge, k, count, sp.seed + k * CLASS_STRIDE, sp.batch_size,
+                            params.filter.max_draws, cls):
+                        writer.add(images, np.full(len(seeds_k), k), [f"{name}-{i:07d}" for i in
+                                                                      range(done, done + len(seeds_k))],
+                                   seeds=seeds_k, **meta)
+                        done += len(seeds_k)
+                        bar.update(len(seeds_k))
                     acceptance.append({"class": cls, "class_id": k, "kept": count, "drawn": drawn,
                                        "acceptance_rate": count / drawn})
                 provenance.append("classifier-filtered: kept only images the judge (a classifier trained on "
@@ -102,7 +142,7 @@ def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
                     "acceptance_rate": sum(counts) / sum(a["drawn"] for a in acceptance), "per_class": acceptance})
             bar.close()
         finally:
-            writer.close(dataset_card(f"Synthetic {name} dataset", f"{len(labels)} images sampled "
+            writer.close(dataset_card(f"Synthetic {name} dataset", f"{plan.total} images sampled "
                                       f"class by class from the `{name}` generator.", dict(writer.counts),
                                       class_names, provenance, license_))
         write_json(syn_dir / "params.json", resolved(params))
@@ -114,9 +154,9 @@ def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
         finally:
             aug.close(dataset_card(
                 f"Augmented dataset: real train split + {name}",
-                f"{len(real_meta)} real training images and {len(labels)} synthetic images; the `source` "
+                f"{len(real_meta)} real training images and {plan.total} synthetic images; the `source` "
                 "column tells them apart.", dict(aug.counts), class_names,
                 provenance + [f"real images: {real_dir}"], license_))
         write_json(aug_dir / "params.json", resolved(params))
-    return {"generator": name, "n_synthetic": int(len(labels)), "n_augmented": int(len(labels) + len(real_meta)),
+    return {"generator": name, "n_synthetic": plan.total, "n_augmented": plan.total + len(real_meta),
             "checkpoint_sha256": model.checkpoint_sha256}

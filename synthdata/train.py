@@ -9,6 +9,7 @@ optimizer states, step, RNG state): the resumed run is bit-identical to an unint
 from __future__ import annotations
 
 import csv
+import math
 import os
 import shutil
 import time
@@ -18,8 +19,9 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from synthdata import checkpoint, generators
+from synthdata import checkpoint, generators, locks
 from synthdata.dataset import load_dataset
+from synthdata.errors import SynthdataError
 from synthdata.fsutil import replace_dir, sha256_file, write_json
 from synthdata.params import Params, resolved
 from synthdata.seeding import derive
@@ -31,8 +33,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from synthdata.errors import SynthdataError
-
         raise SynthdataError("train.device: 'cuda' was asked for but no GPU is visible; use 'auto' or 'cpu'")
     return torch.device(name)
 
@@ -75,6 +75,12 @@ def _resume_point(out: Path, partial: Path, expect: dict) -> Path | None:
 
 def run(params: Params, name: str, resume: bool = True, progress: bool | None = None,
         on_step: Callable[[int], None] | None = None) -> dict:
+    with locks.hold(writes=[Path(params.paths.models) / name], reads=[params.paths.prepared]):
+        return _run(params, name, resume, progress, on_step)
+
+
+def _run(params: Params, name: str, resume: bool, progress: bool | None,
+         on_step: Callable[[int], None] | None) -> dict:
     cls = generators.get(name)
     cfg = params.generator_config(name)
     common = params.train
@@ -111,6 +117,7 @@ def run(params: Params, name: str, resume: bool = True, progress: bool | None = 
     if source != partial:
         shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True, exist_ok=True)
+    locks.remove_stale(partial / checkpoint.FILE)  # a half-written checkpoint of a killed run
 
     images, labels = data.images.to(device), data.labels.to(device)
     batches = BatchSampler(len(labels), cfg.batch_size, common.seed)
@@ -126,8 +133,9 @@ def run(params: Params, name: str, resume: bool = True, progress: bool | None = 
             real = real.contiguous(memory_format=torch.channels_last)
         rng = torch.Generator(device=device).manual_seed(derive(common.seed, name, step))
         losses = model.training_step(real, labels[idx], rng, optimizers)
-        model.update_ema(step)
         done = step + 1
+        _check_finite(name, losses, done, partial)
+        model.update_ema(step)
         if done % common.log_every == 0 or done == cfg.steps:
             rows.append({"step": done, **{k: f"{float(v):.6g}" for k, v in losses.items()}})
         if done % common.checkpoint_every == 0 and done < cfg.steps:
@@ -145,6 +153,17 @@ def run(params: Params, name: str, resume: bool = True, progress: bool | None = 
     write_json(partial / "summary.json", {k: summary[k] for k in ("generator", "steps", "device")})
     replace_dir(partial, out)
     return summary
+
+
+def _check_finite(name: str, losses: dict, step: int, partial: Path) -> None:
+    """Stop at the first step whose loss is inf or nan: nothing after it is kept (the last checkpoint in
+    ``partial`` is from before it, and the finished model is never replaced)."""
+    for key, value in losses.items():
+        value = float(value)
+        if not math.isfinite(value):
+            raise SynthdataError(
+                f"train {name}: {key} is {value} at step {step}; training stopped and nothing after the last "
+                f"checkpoint in {partial} is kept. Lower the learning rate(s) in train.{name}, or check the data")
 
 
 def _save(folder: Path, model, optimizers, step: int, meta: dict, rows: list[dict]) -> None:

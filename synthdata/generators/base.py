@@ -5,8 +5,9 @@ depend on nothing else. Adding a generator is one new module in this package tha
 :class:`Generator` and decorates it with :func:`register`.
 
 Latent noise is counter-based (a hash of ``(seed, element)``), so sample ``j`` of a call with seed ``s``
-is the same image as sample ``0`` of a call with seed ``s + j``: every synthetic image is reproducible
-from the ``seed`` recorded beside it, whatever the batch size and whatever the device.
+is the same image as sample ``0`` of a call with seed ``s + j``, on every device. The sampling networks
+always run on batches of exactly ``GENERATE_BATCH`` latents, so every synthetic image is remade bit for bit
+from the ``seed`` recorded beside it however a call is batched (on the same device and library versions).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from synthdata.errors import SynthdataError
 from synthdata.generators.nets import geometry
 
 REGISTRY: dict[str, type["Generator"]] = {}
+GENERATE_BATCH = 64  # latents per forward pass of the sampling networks, in every call (see generate_from_seeds)
 
 
 def register(cls: type["Generator"]) -> type["Generator"]:
@@ -45,7 +47,7 @@ def get(name: str) -> type["Generator"]:
 class GeneratorConfig(BaseModel):
     """Options every generator has; a generator's own Config subclasses this."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     steps: int = Field(2000, gt=0, description="optimisation steps")
     batch_size: int = Field(64, gt=0, le=4096)
@@ -163,6 +165,24 @@ class Generator(nn.Module, abc.ABC):
 
     @torch.no_grad()
     def generate_from_seeds(self, labels: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+        """uint8 images (N, C, H, W); image i from latent seed ``seeds[i]``, the same bits however the call
+        is batched: the networks always run on exactly :data:`GENERATE_BATCH` latents (the last batch padded),
+        since convolution kernels round differently for other batch sizes (batch 1 above all)."""
+        labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+        seeds = torch.as_tensor(seeds, dtype=torch.int64).reshape(-1)
+        parts = []
+        for lo in range(0, labels.numel(), GENERATE_BATCH):
+            lab, sd = labels[lo:lo + GENERATE_BATCH], seeds[lo:lo + GENERATE_BATCH]
+            k = lab.numel()
+            if k < GENERATE_BATCH:  # pad with copies of the first row; their images are dropped
+                lab = torch.cat([lab, lab[:1].expand(GENERATE_BATCH - k)])
+                sd = torch.cat([sd, sd[:1].expand(GENERATE_BATCH - k)])
+            parts.append(self._generate_batch(lab, sd)[:k])
+        if not parts:
+            return torch.empty((0, *self.image_shape), dtype=torch.uint8)
+        return torch.cat(parts)
+
+    def _generate_batch(self, labels: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
         was_training = self.training
         self.eval()
         device = self.device
@@ -170,6 +190,9 @@ class Generator(nn.Module, abc.ABC):
         x = self.synthesize(z, labels.to(device))
         self.train(was_training)
         x = self.crop(x.float())
+        if not bool(torch.isfinite(x).all()):
+            raise SynthdataError(f"{self.name}: the generator made non-finite pixels (its weights hold inf or nan); "
+                                 "train it again")
         return ((x + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8).cpu()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,17 +12,48 @@ from synthdata.errors import SynthdataError
 from synthdata.sources.base import LabeledImages, fit_image, register, require_path, sortable_names
 
 
+MAX_PIXELS = 4096 * 4096  # larger images are refused from their header, before any pixel is decoded
+_GREY = {"1", "L", "LA", "La"}
+_SIXTEEN_BIT = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # a 16-bit greyscale PNG opens in one of these
+
+
+def to_uint8(img: Image.Image, path: Path) -> np.ndarray:
+    """Pixels as uint8, grey (H, W) or RGB (H, W, 3). 16-bit grey is scaled to 8 bits (65535 -> 255), not
+    clipped as Pillow's ``convert("L")`` does; alpha is dropped (as torchvision's ImageFolder loader does);
+    16-bit colour PNGs already open as 8-bit (Pillow keeps the high byte)."""
+    if img.mode in _SIXTEEN_BIT:
+        a = np.asarray(img).astype(np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise SynthdataError(f"{path}: {img.mode} image with values outside 0..65535; save it as an 8- or "
+                                 "16-bit PNG")
+        return ((a * 255 + 32767) // 65535).astype(np.uint8)
+    if img.mode in _GREY:
+        return np.asarray(img.convert("L"))
+    if img.mode == "F":
+        raise SynthdataError(f"{path}: floating-point image (mode F); save it as an 8- or 16-bit PNG")
+    return np.asarray(img.convert("RGB"))
+
+
 def _read(path: Path, size, policy: str) -> np.ndarray:
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check below says it
+            img = Image.open(path)
+        with img:
             if img.format not in ("PNG", "JPEG"):
                 raise SynthdataError(f"{path}: {img.format} image; only PNG and JPEG are read")
+            if img.width * img.height > MAX_PIXELS:
+                raise SynthdataError(f"{path}: image is {img.width}x{img.height}, above the limit of {MAX_PIXELS:,} "
+                                     "pixels; shrink it first (synthdata works at 8x8 to 64x64)")
             img.load()
-            img = img.convert("L") if img.mode in ("1", "L", "I", "I;16", "F", "LA") else img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            a = to_uint8(img, path)
+    except Image.DecompressionBombError:
+        raise SynthdataError(f"{path}: image is above Pillow's decompression-bomb limit; shrink it first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise SynthdataError(f"{path}: not a readable image ({type(exc).__name__}); remove or replace it") from None
-    img = fit_image(img, size, policy, str(path))
-    return np.asarray(img)
+    if size is None or a.shape[:2] == tuple(size):
+        return a
+    return np.asarray(fit_image(Image.fromarray(a), size, policy, str(path)))
 
 
 @register("image-folder")

@@ -100,13 +100,23 @@ def _generate(labels: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
     return (seeds % 251).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, 2, 2).clone()
 
 
+def _filtered(*args) -> tuple[np.ndarray, np.ndarray, int]:
+    parts = list(filtered_class(*args))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), parts[-1][2]
+
+
 def test_filtered_class_keeps_the_first_accepted_seeds_whatever_the_batch():
-    results = [filtered_class(_generate, _Oracle(), 0, 5, 30, batch, 10, "0") for batch in (1, 4, 64)]
+    results = [_filtered(_generate, _Oracle(), 0, 5, 30, batch, 10, "0") for batch in (1, 4, 64)]
     for images, seeds, drawn in results:
         assert seeds.tolist() == [30, 33, 36, 39, 42] and drawn == 13
         assert images[:, 0, 0, 0].tolist() == [30, 33, 36, 39, 42]
 
 
+def test_filtered_class_streams_in_batches():
+    parts = list(filtered_class(_generate, _Oracle(), 0, 5, 30, 4, 10, "0"))
+    assert max(len(p[1]) for p in parts) <= 2 and len(parts) >= 3  # a batch of 4 holds at most 2 multiples of 3
+
+
 def test_filtered_class_gives_up_after_max_draws_with_the_fix():
     with pytest.raises(SynthdataError, match=r"class 'seven': only 0 of 2 candidates .*filter.max_draws 2"):
-        filtered_class(_generate, _Oracle(), 0, 1, 1, 16, 2, "seven")
+        _filtered(_generate, _Oracle(), 0, 1, 1, 16, 2, "seven")

@@ -79,3 +79,67 @@ def test_publish_name_must_be_a_tag_name(tmp_path):
     path.write_text("publish:\n  name: 'my data/set'\n")
     with pytest.raises(SynthdataError, match="publish.name"):
         load_params(path)
+
+
+@pytest.mark.parametrize("section, key", [
+    ({"train": {"cvae": {"beta_kl": float("inf")}}}, "train.cvae.beta_kl"),
+    ({"train": {"cgan": {"lr_g": float("nan")}}}, "train.cgan.lr_g"),
+    ({"gate": {"max_fid_ratio": float("inf")}}, "gate.max_fid_ratio"),
+    ({"evaluate": {"classifier": {"weight_decay": float("nan")}}}, "evaluate.classifier.weight_decay"),
+])
+def test_non_finite_floats_are_refused(tmp_path, section, key):
+    path = write_params(tmp_path, **section)
+    assert ".inf" in path.read_text() or ".nan" in path.read_text()  # YAML's own spelling reaches the loader
+    with pytest.raises(SynthdataError) as exc:
+        load_params(path)
+    assert key in str(exc.value) and "finite" in str(exc.value)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("sample:\n  seed: 1\n  seed: 2\n", "duplicate key 'seed' on lines 2 and 3"),
+    ("sample:\n  seed: 1\ntrain:\n  seed: 0\nsample:\n  per_class: 4\n", "duplicate key 'sample' on lines 1 and 5"),
+])
+def test_duplicate_keys_and_sections_are_refused(tmp_path, text, needle):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(SynthdataError) as exc:
+        load_params(path)
+    assert needle in str(exc.value) and str(path) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_alias_bomb_is_refused_quickly_with_a_short_message(tmp_path):
+    import time
+
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    path = tmp_path / "params.yaml"
+    path.write_text("\n".join(lines) + "\nsample:\n  per_class: *a8\n")  # 9**9 = 387 million strings
+    t0 = time.perf_counter()
+    with pytest.raises(SynthdataError) as exc:
+        load_params(path)
+    assert time.perf_counter() - t0 < 5
+    msg = str(exc.value)
+    assert "aliases expand to more than" in msg and len(msg) < 400 and "\n" not in msg
+
+
+def test_merge_keys_and_small_aliases_still_work(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("x: &c {steps: 7, width: 8}\n")
+    # an anchor used once is fine; the unknown top-level key 'x' is what stops it
+    with pytest.raises(SynthdataError, match="unknown key 'x'"):
+        load_params(path)
+    path.write_text("train:\n  cgan: &c {steps: 7, width: 8}\n  cvae:\n    <<: *c\n    latent_dim: 4\n")
+    p = load_params(path)
+    assert p.train.cvae.steps == 7 and p.train.cvae.width == 8 and p.train.cgan.steps == 7
+
+
+def test_huge_value_and_deep_nesting_give_short_messages(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("sample:\n  per_class: '" + "x" * 1_000_000 + "'\n")
+    with pytest.raises(SynthdataError) as exc:
+        load_params(path)
+    assert len(str(exc.value)) < 400
+    path.write_text("sample:\n  per_class: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(SynthdataError) as exc:
+        load_params(path)
+    assert len(str(exc.value)) < 400 and str(path) in str(exc.value)

@@ -144,3 +144,158 @@ def test_prepare_drops_duplicates_and_keeps_k_per_class_in_the_low_data_protocol
     assert set(small["train"]["origin"]) < set(metas["train"]["origin"])
     for s in ("val", "test"):
         assert small[s]["origin"].tolist() == metas[s]["origin"].tolist()
+
+
+# --- every image mode Pillow opens from a PNG or JPEG becomes 8 bits correctly (scaled, never clipped) ---
+
+GREY = np.tile(np.array([[0, 85, 170, 255], [17, 34, 51, 68]], np.uint8), (4, 2))  # 8x8: the smallest size
+
+
+def _raw_png(path: Path, pixels: np.ndarray, bit_depth: int, colour_type: int) -> Path:
+    """A PNG of any bit depth and colour type, written by hand (Pillow cannot write 16-bit colour or 2-bit grey)."""
+    import struct
+    import zlib
+
+    from synthdata.pngio import _IEND, _SIGNATURE, _chunk
+
+    h, w = pixels.shape[:2]
+    if bit_depth == 16:
+        rows = pixels.astype(">u2").reshape(h, -1).view(np.uint8)
+    elif bit_depth < 8:  # pack several samples per byte, first sample in the high bits
+        per = 8 // bit_depth
+        padded = np.zeros((h, -(-w // per) * per), np.uint8)
+        padded[:, :w] = pixels
+        shifts = np.arange(per - 1, -1, -1) * bit_depth
+        rows = (padded.reshape(h, -1, per) << shifts).sum(-1).astype(np.uint8)
+    else:
+        rows = pixels.reshape(h, -1)
+    data = np.concatenate([np.zeros((h, 1), np.uint8), rows], 1).tobytes()
+    header = struct.pack(">IIBBBBB", w, h, bit_depth, colour_type, 0, 0, 0)
+    path.write_bytes(_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(data)) + _IEND)
+    return path
+
+
+def _one_image(tmp_path: Path, writer) -> np.ndarray:
+    """Load a two-class folder whose first image is made by ``writer(path)``; return that image's pixels."""
+    root = _folder(tmp_path / "f", size=(8, 8))
+    target = root / "cat" / ("0.jpg" if writer.__name__.endswith("jpeg") else "0.png")
+    (root / "cat" / "0.png").unlink()
+    writer(target)
+    d = load(source="image-folder", path=str(root))
+    return d.images[d.origins.index(f"cat/{target.name}")]
+
+
+def _pil(mode: str, fmt: str = "PNG", **save):
+    def write(path: Path):
+        img = Image.fromarray(GREY, "L")
+        if mode == "1":
+            img = img.convert("1", dither=Image.Dither.NONE)  # a plain threshold at 128
+        elif mode != "L":
+            img = img.convert(mode)
+        img.save(path, fmt, **save)
+    write.__name__ = f"pil_{mode}_{fmt.lower()}"
+    return write
+
+
+@pytest.mark.parametrize("writer, expected", [
+    (_pil("L"), GREY),
+    (_pil("LA"), GREY),
+    (_pil("1"), np.where(GREY >= 128, 255, 0)),
+    (_pil("P"), GREY),
+    (_pil("RGB"), GREY),
+    (_pil("RGBA"), GREY),
+], ids=lambda w: getattr(w, "__name__", ""))
+def test_8_bit_png_modes_keep_their_values(tmp_path, writer, expected):
+    got = _one_image(tmp_path, writer)
+    assert got.dtype == np.uint8
+    assert np.array_equal(got[..., 0], expected)  # grey stays grey; colour images are read as RGB
+    if got.shape[-1] == 3:
+        assert np.array_equal(got[..., 1], expected) and np.array_equal(got[..., 2], expected)
+
+
+def test_palette_with_transparency_is_read(tmp_path):
+    def write(path):
+        Image.fromarray(GREY, "L").convert("P").save(path, transparency=0)
+    got = _one_image(tmp_path, write)
+    assert np.array_equal(got[..., 0], GREY)
+
+
+def test_16_bit_grey_is_scaled_not_clipped(tmp_path):
+    values = np.tile(np.array([[0, 257, 32768, 65535], [1000, 40000, 60000, 65535]], np.uint16), (4, 2))
+    got = _one_image(tmp_path, lambda p: Image.fromarray(values).save(p))
+    assert Image.open(tmp_path / "f/cat/0.png").mode == "I;16"
+    assert got[:2, :4, 0].tolist() == [[0, 1, 128, 255], [4, 156, 233, 255]]  # round(v * 255 / 65535)
+
+
+def test_bright_16_bit_images_stay_distinct(tmp_path):
+    """Clipped to 255, every image brighter than 255/65535 collapsed into one, then was dropped as a duplicate."""
+    root = tmp_path / "f"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((8, 8), 20000 + 10000 * i + (c == "b") * 3000, np.uint16)).save(root / c / f"{i}.png")
+    d = load(source="image-folder", path=str(root))
+    assert len({a.tobytes() for a in d.images}) == 8
+
+
+@pytest.mark.parametrize("bit_depth, colour_type, pixels, expected", [
+    (16, 2, np.stack([np.full((2, 4), 65535), np.full((2, 4), 32896), np.zeros((2, 4))], -1), [255, 128, 0]),
+    (16, 6, np.stack([np.full((2, 4), 65535), np.full((2, 4), 32896), np.zeros((2, 4)), np.full((2, 4), 100)], -1),
+     [255, 128, 0]),
+    (16, 4, np.stack([np.full((2, 4), 32896), np.full((2, 4), 65535)], -1), [128, 128, 128]),  # opens as RGBA
+    (2, 0, np.array([[0, 1, 2, 3], [3, 2, 1, 0]]), None),
+    (4, 0, np.array([[0, 5, 10, 15], [15, 10, 5, 0]]), None),
+], ids=["rgb16", "rgba16", "la16", "grey2", "grey4"])
+def test_other_bit_depths_are_scaled(tmp_path, bit_depth, colour_type, pixels, expected):
+    pixels = np.tile(pixels, (4, 2, 1)[:pixels.ndim])
+    got = _one_image(tmp_path, lambda p: _raw_png(p, pixels, bit_depth, colour_type))
+    if expected is None:  # 2 and 4 bits: the levels spread over 0..255
+        scale = 255 // (2 ** bit_depth - 1)
+        assert np.array_equal(got[..., 0], pixels * scale)
+    else:
+        assert got[0, 0].tolist() == expected
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "CMYK"])
+def test_jpeg_modes(tmp_path, mode):
+    def write_jpeg(path):
+        Image.fromarray(GREY, "L").convert(mode).save(path, "JPEG", quality=100)
+    got = _one_image(tmp_path, write_jpeg)
+    assert got.dtype == np.uint8 and np.abs(got[..., 0].astype(int) - GREY).max() <= 4
+
+
+def test_32_bit_integer_and_float_modes(tmp_path):
+    from synthdata.sources.image_folder import to_uint8
+
+    wide = Image.fromarray(np.array([[0, 65535, 32768]], np.int32), "I")
+    assert to_uint8(wide, tmp_path / "x.png").tolist() == [[0, 255, 128]]
+    out_of_range = Image.fromarray(np.array([[0, 70000]], np.int32), "I")
+    with pytest.raises(SynthdataError, match="x.png: I image with values outside 0..65535"):
+        to_uint8(out_of_range, tmp_path / "x.png")
+    with pytest.raises(SynthdataError, match="x.png: floating-point image"):
+        to_uint8(Image.fromarray(np.zeros((2, 2), np.float32), "F"), tmp_path / "x.png")
+
+
+def _huge_png_header(path: Path, w: int, h: int) -> None:
+    """A PNG whose header claims w x h pixels (the data stops short: nothing needs to be decoded)."""
+    import struct
+    import zlib
+
+    from synthdata.pngio import _IEND, _SIGNATURE, _chunk
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    path.write_bytes(_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(b"\0" * 100)) + _IEND)
+
+
+@pytest.mark.parametrize("w, h", [(20_000, 20_000), (4097, 4096), (9000, 9000)])
+def test_oversized_images_are_refused_before_decoding(tmp_path, w, h):
+    root = _folder(tmp_path / "f")
+    _huge_png_header(root / "dog" / "huge.png", w, h)
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(SynthdataError) as exc:
+        load(source="image-folder", path=str(root))
+    assert time.perf_counter() - t0 < 2  # refused from the header: no gigabyte decoded
+    msg = str(exc.value)
+    assert "huge.png" in msg and "\n" not in msg and ("limit" in msg)
