@@ -63,14 +63,19 @@ def check_space(params: Params, name: str, n: int, image_shape: tuple[int, ...],
     """Refuse before writing when the synthetic PNGs (and the augmented copy, where links are impossible)
     cannot fit: a PNG of this encoder is at most its raw pixels plus 100 bytes."""
     c, h, w = image_shape
-    syn, aug = Path(params.paths.synthetic), Path(params.paths.augmented)
-    linked = _device(syn) == _device(aug)
-    files = n if linked else 2 * n + real_files
-    check_free_space(syn, files, h * (1 + w * c) + 100, 200 * n, f"sample {name}",
-                     "lower sample.per_class / sample.counts")
+    p = params.paths
+    syn, aug, real = _device(p.synthetic), _device(p.augmented), _device(p.prepared)
+    per_file, fix = h * (1 + w * c) + 100, "lower sample.per_class / sample.counts"
+    on_aug = (0 if aug == syn else n) + (0 if aug == real else real_files)  # copies where links cannot reach
+    if aug == syn:
+        check_free_space(p.synthetic, n + on_aug, per_file, 400 * n, f"sample {name}", fix)
+    else:
+        check_free_space(p.synthetic, n, per_file, 200 * n, f"sample {name}", fix)
+        check_free_space(p.augmented, on_aug, per_file, 200 * (n + real_files), f"sample {name}", fix)
 
 
-def _device(folder: Path) -> int:
+def _device(folder: str | os.PathLike) -> int:
+    folder = Path(folder).absolute()
     return next(os.stat(p).st_dev for p in (folder, *folder.parents) if p.exists())
 
 

@@ -174,3 +174,36 @@ def test_publish_failure_keeps_the_staged_dataset(repo: Path):
     assert proc.returncode == 2 and "missing" in proc.stderr and "Traceback" not in proc.stderr
     assert (repo / "data/published/manifest.json").read_bytes() == manifest
     assert (repo / "data/published/dataset/3").is_dir()
+
+
+def test_release_killed_at_its_last_step_leaves_no_version_without_a_tag(repo: Path):
+    """Killed at the ref update (the moment an older release had committed but not tagged): the branch and
+    the tags are as before, and the next release makes the version whole."""
+    _ok(run_tool("git", "add", "-A", cwd=repo))
+    _ok(run_tool("git", "commit", "-q", "-m", "built", cwd=repo))
+    head = _ok(run_tool("git", "rev-parse", "HEAD", cwd=repo))
+    # what interrupted stages leave beside their outputs, and every stage's lock file, are not outputs
+    stale = repo / "data/augmented/.cgan.tmp-1-deadbeef"
+    stale.mkdir()
+    (stale / "half.png").write_bytes(b"half-written")
+    assert list((repo / "data").rglob(".*.lock"))
+    assert "up to date" in _ok(run_tool("dvc", "status", cwd=repo)).lower()
+
+    hook = repo / ".git/hooks/reference-transaction"
+    hook.write_text('#!/bin/sh\nif [ "$1" = prepared ]; then kill -9 "$(cut -d" " -f4 /proc/$PPID/stat)"; exit 1; fi\n')
+    hook.chmod(0o755)
+    killed = run_tool("synthdata", "release", cwd=repo)
+    assert killed.returncode == -9, killed.stderr
+    assert _ok(run_tool("git", "rev-parse", "HEAD", cwd=repo)) == head
+    assert _ok(run_tool("git", "tag", "--list", cwd=repo)) == ""
+    assert run_tool("git", "cat-file", "-e", "HEAD:published.csv", cwd=repo).returncode != 0
+
+    hook.unlink()
+    done = json.loads(_ok(run_tool("synthdata", "release", cwd=repo)).splitlines()[-1])
+    assert done["version"] == "synthdata-v1" and done["released"]
+    for rev in ("HEAD", "synthdata-v1"):
+        listed = _ok(run_tool("git", "show", f"{rev}:published.csv", cwd=repo))
+        assert "synthdata-v1," in listed and "synthdata-v2" not in listed
+    assert _ok(run_tool("git", "rev-parse", "synthdata-v1^{commit}", cwd=repo)) == _ok(
+        run_tool("git", "rev-parse", "HEAD", cwd=repo))
+    assert _ok(run_tool("git", "status", "--porcelain", "--untracked-files=no", cwd=repo)) == ""

@@ -49,3 +49,41 @@ def test_json_sidecar_describes_the_tensors(tmp_path):
     assert info["generator"] == "cgan" and info["config"]["width"] == 4 and len(info["sha256"]) == 64
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert set(state) == {"info", "model", "optimizers", "rng"}
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_finished_model(tmp_path, monkeypatch):
+    import math
+
+    import pytest
+
+    from synthdata import train
+    from synthdata.errors import SynthdataError
+    from synthdata.generators.cvae import CVAE
+    from synthdata.params import load_params
+    from tests.conftest import write_params
+
+    params = load_params(write_params(tmp_path, generators=["cvae"]))
+    from synthdata import prepare
+
+    prepare.run(params)
+    train.run(params, "cvae", progress=False)  # 6 steps, finished
+    out = tmp_path / "data/models/cvae"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    step_of = CVAE.training_step
+
+    def poisoned(self, real, labels, rng, optimizers):
+        losses = step_of(self, real, labels, rng, optimizers)
+        poisoned.calls += 1
+        return {**losses, "kl": losses["kl"] * math.inf} if poisoned.calls == 2 else losses
+    poisoned.calls = 0
+    monkeypatch.setattr(CVAE, "training_step", poisoned)
+    from tests.conftest import TINY_TRAIN
+
+    longer = load_params(write_params(tmp_path, generators=["cvae"],
+                                      train={"cvae": {**TINY_TRAIN["cvae"], "steps": 12}}))
+    with pytest.raises(SynthdataError) as exc:
+        train.run(longer, "cvae", progress=False)  # resumes at step 6: its second step is step 8
+    msg = str(exc.value)
+    assert "train cvae: kl is inf at step 8" in msg and "\n" not in msg
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the finished model is untouched
