@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         if not is_disk_full(exc):
             raise
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        print(f"synthdata {args.command}: error: the disk is full{where}; nothing was replaced (earlier outputs are "
-              "as they were, the partial ones removed): free space and run again", file=sys.stderr)
+        print(f"synthdata {args.command}: error: the disk is full{where}; nothing was replaced (the earlier outputs "
+              "are as they were): free space and run again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"synthdata {args.command}: interrupted; the last checkpoint is kept, run the same command to "
