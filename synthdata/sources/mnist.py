@@ -29,12 +29,18 @@ def _find(folder: Path, stem: str) -> Path:
     raise SynthdataError(f"{folder}: MNIST file {stem}(.gz) not found; set data.path to the folder holding it")
 
 
+MAX_IDX_BYTES = 1 << 30  # MNIST's largest file is 47 MB; a gzip bomb stops here, not at the memory's end
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Parse one IDX file (magic 0x0000080N: unsigned bytes, N dimensions)."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            raw = f.read(MAX_IDX_BYTES + 1)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise SynthdataError(f"{path}: cannot read IDX file ({exc}); re-download it") from None
+    if len(raw) > MAX_IDX_BYTES:
+        raise SynthdataError(f"{path}: more than {MAX_IDX_BYTES:,} bytes (decompressed); not an MNIST IDX file")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise SynthdataError(f"{path}: not an unsigned-byte IDX file")
     ndim = raw[3]

@@ -10,9 +10,32 @@ from synthdata.errors import SynthdataError
 from synthdata.sources.base import LabeledImages, register, require_path, sortable_names
 
 
+MAX_ARRAY_BYTES = 4 << 30  # refused from the array headers, before anything is loaded
+
+
+def _check_sizes(path) -> None:
+    """Read each member's .npy header (shape, dtype) and refuse an array too large to load."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(member)
+                nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                if nbytes > MAX_ARRAY_BYTES:
+                    raise SynthdataError(f"{path}: array {info.filename.removesuffix('.npy')!r} {tuple(shape)} "
+                                         f"would take {nbytes / 2**30:,.1f} GiB; the limit is "
+                                         f"{MAX_ARRAY_BYTES / 2**30:.0f} GiB")
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise SynthdataError(f"{path}: not a readable .npz file ({exc})") from None
+
+
 @register("npz")
 def load(params) -> LabeledImages:
     path = require_path(params, "file", "the path of a .npz file")
+    _check_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}

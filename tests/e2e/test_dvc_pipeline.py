@@ -207,3 +207,18 @@ def test_release_killed_at_its_last_step_leaves_no_version_without_a_tag(repo: P
     assert _ok(run_tool("git", "rev-parse", "synthdata-v1^{commit}", cwd=repo)) == _ok(
         run_tool("git", "rev-parse", "HEAD", cwd=repo))
     assert _ok(run_tool("git", "status", "--porcelain", "--untracked-files=no", cwd=repo)) == ""
+
+
+def test_a_second_release_at_once_stops_with_one_line(repo: Path):
+    from synthdata import locks
+
+    _ok(run_tool("git", "add", "-A", cwd=repo))
+    _ok(run_tool("git", "commit", "-q", "-m", "built", cwd=repo))
+    head = _ok(run_tool("git", "rev-parse", "HEAD", cwd=repo))
+    with locks.hold(writes=[repo / "published.csv"]):  # a release in progress
+        second = run_tool("synthdata", "release", cwd=repo)
+    assert second.returncode == 75 and "Traceback" not in second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "published.csv is being used by another synthdata run" in lines[0]
+    assert _ok(run_tool("git", "rev-parse", "HEAD", cwd=repo)) == head
+    assert _ok(run_tool("git", "tag", "--list", cwd=repo)) == ""

@@ -173,9 +173,10 @@ def test_generate_remakes_every_row_of_a_sampled_dataset(trained, tmp_path):
 
 
 @contextlib.contextmanager
-def _small_disk(where: Path, megabytes: int):
+def _small_disk(where: Path, megabytes: int, inodes: int | None = None):
     where.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(where)],
+    options = f"size={megabytes}m" + (f",nr_inodes={inodes}" if inodes else "")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here (needs root): {proc.stderr.strip()}")
@@ -185,18 +186,22 @@ def _small_disk(where: Path, megabytes: int):
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def test_a_sample_that_cannot_fit_is_refused_up_front(trained, tmp_path):
+@pytest.mark.parametrize("megabytes, inodes, per_class, needle", [
+    (8, None, 1000, "MB are free"),  # 10,000 PNGs of one 4 KiB block each do not fit in 8 MB
+    (64, 2000, 100, "inodes"),       # the bytes fit, the files do not (the real images are copies on tmpfs)
+], ids=["bytes", "inodes"])
+def test_a_sample_that_cannot_fit_is_refused_up_front(trained, tmp_path, megabytes, inodes, per_class, needle):
     tmp, base = trained
-    with _small_disk(tmp_path / "disk", 8) as disk:
+    with _small_disk(tmp_path / "disk", megabytes, inodes) as disk:
         paths = {"paths.synthetic": str(disk / "syn"), "paths.augmented": str(disk / "aug")}
         small = _params(base, tmp_path / "s.yaml", **paths)
         assert run_cli("sample", "--params", str(small)).returncode == 0
         before = {k: _digest(disk / k / "cgan") for k in ("syn", "aug")}
-        big = _params(base, tmp_path / "b.yaml", **paths, **{"sample.per_class": 1000})
+        big = _params(base, tmp_path / "b.yaml", **paths, **{"sample.per_class": per_class})
         result = run_cli("sample", "--params", str(big))
         assert result.returncode == 2
-        line = _one_line(result, 2, "sample cgan: needs about")
-        assert "MB are free" in line and "lower sample.per_class" in line
+        line = _one_line(result, 2, "sample cgan: needs")
+        assert needle in line and "lower sample.per_class" in line
         assert {k: _digest(disk / k / "cgan") for k in ("syn", "aug")} == before
         assert not [p for k in ("syn", "aug") for p in (disk / k).glob(".*-*")]
 

@@ -299,3 +299,30 @@ def test_oversized_images_are_refused_before_decoding(tmp_path, w, h):
     assert time.perf_counter() - t0 < 2  # refused from the header: no gigabyte decoded
     msg = str(exc.value)
     assert "huge.png" in msg and "\n" not in msg and ("limit" in msg)
+
+
+def test_npz_with_a_huge_array_is_refused_from_its_header(tmp_path):
+    """A .npz member whose header claims 10 GiB is refused before anything is loaded."""
+    import zipfile
+
+    header = {"descr": "|u1", "fortran_order": False, "shape": (100_000, 320, 320)}
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as z:
+        with z.open("x.npy", "w") as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            member.write(b"\0" * 1000)  # the rest is missing: it must never be read
+        with z.open("y.npy", "w") as member:
+            np.lib.format.write_array(member, np.zeros(100_000, np.int64))
+    with pytest.raises(SynthdataError) as exc:
+        load(source="npz", path=str(tmp_path / "huge.npz"))
+    assert "array 'x' (100000, 320, 320) would take 9.5 GiB" in str(exc.value)
+
+
+def test_mnist_gzip_bomb_is_refused(tmp_path, monkeypatch):
+    from synthdata.sources import mnist
+
+    monkeypatch.setattr(mnist, "MAX_IDX_BYTES", 1 << 20)  # the same check at 1 MiB, so the test stays small
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb") as f:
+        f.write(b"\0\0\x08\x03" + b"\0" * (2 << 20))
+    with pytest.raises(SynthdataError, match="more than 1,048,576 bytes"):
+        mnist.read_idx(bomb)
