@@ -63,8 +63,7 @@ def _run(params: Params) -> dict:
         sha = classifier.save(tmp / features.DOMAIN_FILE, domain, info)
         write_json(tmp / "domain.json", {**info, "sha256": sha})
         baseline = {"acc_real": real["mean"], "acc_real_std": real["std"], "real": real, "n_train": len(train.labels),
-                    "n_val": len(val.labels), "n_test": len(test.labels), "protocol": protocol(params),
-                    "seconds": seconds}
+                    "n_val": len(val.labels), "n_test": len(test.labels), "protocol": protocol(params)}
         write_json(tmp / "baseline.json", baseline)
         write_json(tmp / "params.json", resolved(params))
     return {"acc_real": real["mean"], "acc_real_std": real["std"], "domain_test_accuracy": info["test_accuracy"],

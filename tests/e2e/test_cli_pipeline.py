@@ -175,3 +175,22 @@ def test_evaluation_outputs(pipeline, name):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "gate.json").read_text())["passed"] is True
     assert json.loads((tmp / "data/reference/domain.json").read_text())["test_accuracy"] > 0
+
+
+def test_reference_and_evaluate_outputs_are_byte_reproducible(pipeline, tmp_path):
+    """The same inputs give the same bytes: no timing or other run-dependent value in any output."""
+    tmp, params = pipeline
+    raw = yaml.safe_load(params.read_text())
+    raw["paths"]["reference"] = str(tmp_path / "reference")
+    raw["paths"]["evaluation"] = str(tmp_path / "evaluation")
+    again = tmp_path / "params.yaml"
+    again.write_text(yaml.safe_dump(raw))
+    for stage in (["reference"], ["evaluate", "--generator", "cgan"]):
+        result = run_cli(*stage, "--params", str(again))
+        assert result.returncode == 0, result.stderr
+
+    def files(root: Path) -> dict:  # params.json records the (different) paths; lock files are not outputs
+        return {p.relative_to(root): p.read_bytes() for p in root.rglob("*")
+                if p.is_file() and p.name != "params.json" and not p.name.endswith(".lock")}
+    assert files(tmp_path / "reference") == files(tmp / "data/reference")
+    assert files(tmp_path / "evaluation/cgan") == files(tmp / "data/evaluation/cgan")
