@@ -1,10 +1,11 @@
 """Benchmark for the reliability work (issue 17). Prints a table:
 
-- peak memory of ``synthdata sample`` as the count grows (the main process and its largest writer);
+- peak memory of ``synthdata sample`` as the count grows (the main process and its largest writer), and in
+  the first seconds of a 10-million-per-class run (also with another checkout's code: ``--tree``);
 - what generating in fixed micro-batches of 64 costs against one batch per call (the old path);
 - how fast a hostile params file (an alias bomb) and an oversized image are refused.
 
-    python benchmarks/bench_hostile.py [--counts 20,2000,20000]
+    python benchmarks/bench_hostile.py [--counts 20,2000,20000] [--tree OTHER_CHECKOUT]
 
 Runs in a temporary folder on the embedded digits with a tiny cGAN (prepare and train take seconds).
 """
@@ -60,6 +61,49 @@ def memory(tmp: Path, counts: list[int]) -> list[tuple]:
         rows.append((f"synthdata sample, {n:,} per class ({10 * n:,} images)", f"{seconds:.1f} s",
                      f"main {out['main_mb']:.0f} MB, largest worker {out['worker_mb']:.0f} MB"))
     return rows
+
+
+EARLY = """
+import sys
+from synthdata import cli, sample
+if hasattr(sample, "check_space"):  # 10 million per class needs 400 GB: measure memory, not the refusal
+    sample.check_space = lambda *args: None
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def early(tmp: Path, tree: Path, per_class: int = 10_000_000, seconds: float = 25) -> tuple:
+    """Peak RSS of the main process in the first ``seconds`` of a huge sample (then killed), with the code
+    of ``tree`` (this checkout, or e.g. a ``git worktree`` of an older commit)."""
+    import os
+    import signal
+
+    import yaml
+
+    from tests.conftest import write_params
+
+    work = tmp / f"early-{tree.name}"
+    work.mkdir()
+    params = write_params(work, generators=["cgan"], sample={"seed": 0, "per_class": 20, "batch_size": 500})
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    for stage in ("prepare", "train"):
+        subprocess.run([sys.executable, "-m", "synthdata", stage, "--params", str(params)], cwd=tree, env=env,
+                       check=True, capture_output=True)
+    raw = yaml.safe_load(params.read_text())
+    raw["sample"]["per_class"] = per_class
+    params.write_text(yaml.safe_dump(raw))
+    proc = subprocess.Popen([sys.executable, "-c", EARLY, "sample", "--params", str(params)], cwd=tree, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    peak, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < seconds and proc.poll() is None:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        peak = max(peak, next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:")))
+        time.sleep(0.2)
+    written = sum(1 for _ in (work / "data/synthetic").glob(".cgan.tmp-*/*/*.png"))
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: older code left its writers running
+    proc.wait()
+    return (f"first {seconds:.0f} s of a {per_class:,}-per-class sample ({tree.name})", f"{written:,} images written",
+            f"main {peak / 1024:.0f} MB")
 
 
 def micro_batches(rounds: int = 3) -> list[tuple]:
@@ -131,10 +175,15 @@ def refusals(tmp: Path) -> list[tuple]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--counts", default="20,2000,20000", help="sample.per_class values, comma-separated")
+    ap.add_argument("--tree", action="append", type=Path, default=[],
+                    help="also measure the first seconds of a huge sample with the code of this checkout "
+                    "(repeatable; e.g. a git worktree of an older commit)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        rows = memory(tmp, [int(c) for c in args.counts.split(",")]) + micro_batches() + refusals(tmp)
+        rows = memory(tmp, [int(c) for c in args.counts.split(",")])
+        rows += [early(tmp, tree.resolve()) for tree in (REPO, *args.tree)]
+        rows += micro_batches() + refusals(tmp)
     print("| measurement | time / rate | result |\n| --- | --- | --- |")
     for row in rows:
         print("| " + " | ".join(row) + " |")
