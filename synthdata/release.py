@@ -79,27 +79,24 @@ def versions(root: Path, name: str) -> list[int]:
                   if (m := pat.match(t)))
 
 
-def _commit_aside(root: Path, paths: list[str], message: str) -> str:
-    """A commit of HEAD plus the working-tree ``paths``, made in a temporary index: no branch moves yet."""
+def _commit_aside(root: Path, head: str, paths: list[str], message: str) -> str:
+    """A commit of ``head`` plus the working-tree ``paths``, made in a temporary index: no branch moves yet."""
     index = Path(_git(root, "rev-parse", "--git-path", f"synthdata-release-{os.getpid()}.index").strip())
     index = index if index.is_absolute() else root / index
     env = {"GIT_INDEX_FILE": str(index)}
     try:
-        _git(root, "read-tree", "HEAD", env=env)
+        _git(root, "read-tree", head, env=env)
         _git(root, "add", "--", *paths, env=env)
         tree = _git(root, "write-tree", env=env).strip()
     finally:
         index.unlink(missing_ok=True)
-    return _git(root, "commit-tree", tree, "-p", "HEAD", "-m", message).strip()
+    return _git(root, "commit-tree", tree, "-p", head, "-m", message).strip()
 
 
-def _publish_refs(root: Path, commit: str, version: str, message: str) -> None:
-    """Move the branch to ``commit`` and create the annotated tag ``version`` in one ref transaction: either
-    both happen or neither, so no commit on the branch lists a version that has no tag."""
-    branch = _git(root, "symbolic-ref", "-q", "HEAD", check=False).strip()
-    if not branch:
-        raise SynthdataError("HEAD is detached: check out the branch to release on (git switch BRANCH)")
-    head = _git(root, "rev-parse", "HEAD").strip()
+def _publish_refs(root: Path, branch: str, head: str, commit: str, version: str, message: str) -> None:
+    """Move ``branch`` from ``head`` to ``commit`` and create the annotated tag ``version`` in one ref
+    transaction: both happen or neither (nor if the branch moved meanwhile), so no commit on the branch lists
+    a version that has no tag."""
     tagger = _git(root, "var", "GIT_COMMITTER_IDENT").strip()
     tag = _git(root, "mktag", input=f"object {commit}\ntype commit\ntag {version}\ntagger {tagger}\n\n{message}\n").strip()
     _git(root, "update-ref", "--stdin", input=f"start\nupdate {branch} {commit} {head}\n"
@@ -167,9 +164,13 @@ def _run(params: Params, remote: str | None, root: Path) -> dict:
                                                          "acc_augmented"))])
     try:
         atomic_write_bytes(table, _table_bytes([r for r in rows if r["version"] != version] + [row]))
-        commit = _commit_aside(root, files, f"Release {version}: {manifest['generator']} augmented dataset "
+        branch = _git(root, "symbolic-ref", "-q", "HEAD", check=False).strip()
+        if not branch:
+            raise SynthdataError("HEAD is detached: check out the branch to release on (git switch BRANCH)")
+        head = _git(root, "rev-parse", "HEAD").strip()
+        commit = _commit_aside(root, head, files, f"Release {version}: {manifest['generator']} augmented dataset "
                                f"({manifest['images']} images, dataset id {manifest['dataset_id'][:12]})")
-        _publish_refs(root, commit, version, message)
+        _publish_refs(root, branch, head, commit, version, message)
     except BaseException:
         if before is None:
             table.unlink(missing_ok=True)
