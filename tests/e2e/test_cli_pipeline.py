@@ -69,13 +69,18 @@ def test_trained_and_sampled_outputs(pipeline, name):
     assert "| **total** | **30** |" in (syn / "README.md").read_text()
 
 
-def test_sampling_is_reproducible_to_the_byte(pipeline, tmp_path):
-    tmp, params = pipeline
+def _elsewhere(params: Path, tmp_path: Path, **paths: str) -> Path:
+    """A copy of ``params`` whose ``paths.<key>`` point into ``tmp_path`` (the other stages' inputs stay)."""
     raw = yaml.safe_load(params.read_text())
-    raw["paths"]["synthetic"] = str(tmp_path / "syn")
-    raw["paths"]["augmented"] = str(tmp_path / "aug")
+    raw["paths"].update({key: str(tmp_path / folder) for key, folder in paths.items()})
     other = tmp_path / "p.yaml"
     other.write_text(yaml.safe_dump(raw))
+    return other
+
+
+def test_sampling_is_reproducible_to_the_byte(pipeline, tmp_path):
+    tmp, params = pipeline
+    other = _elsewhere(params, tmp_path, synthetic="syn", augmented="aug")
     assert run_cli("sample", "--params", str(other), "--generator", "cgan").returncode == 0
     for f in sorted((tmp / "data/synthetic/cgan").rglob("*.png"))[:30]:
         rel = f.relative_to(tmp / "data/synthetic/cgan")
@@ -180,11 +185,7 @@ def test_evaluation_outputs(pipeline, name):
 def test_reference_and_evaluate_outputs_are_byte_reproducible(pipeline, tmp_path):
     """The same inputs give the same bytes: no timing or other run-dependent value in any output."""
     tmp, params = pipeline
-    raw = yaml.safe_load(params.read_text())
-    raw["paths"]["reference"] = str(tmp_path / "reference")
-    raw["paths"]["evaluation"] = str(tmp_path / "evaluation")
-    again = tmp_path / "params.yaml"
-    again.write_text(yaml.safe_dump(raw))
+    again = _elsewhere(params, tmp_path, reference="reference", evaluation="evaluation")
     for stage in (["reference"], ["evaluate", "--generator", "cgan"]):
         result = run_cli(*stage, "--params", str(again))
         assert result.returncode == 0, result.stderr
