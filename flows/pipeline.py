@@ -10,7 +10,7 @@ Run once, with Prefect's ephemeral local API (no server to set up)::
 
     python -m flows.pipeline [--set sample.per_class=100] [--no-release]
 
-Serve a deployment with a cron schedule (needs a Prefect server; see README, "Scheduled runs")::
+Serve a deployment with a cron schedule (needs a Prefect server; see docs/pipeline.md, "Scheduled runs")::
 
     python -m flows.pipeline --serve --cron "0 3 * * *"
 

@@ -264,7 +264,7 @@ def read_yaml(path: Path) -> Any:
 def _describe(err: dict, file: str) -> str:
     key = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
-        return f"{file}: unknown key '{shorten(key, 80)}' (check its spelling; the README lists every key)"
+        return f"{file}: unknown key '{shorten(key, 80)}' (check its spelling; docs/parameters.md lists every key)"
     msg = shorten(err["msg"].removeprefix("Value error, "))
     if not err["loc"]:  # a check across sections names its own keys
         return f"{file}: {msg}"

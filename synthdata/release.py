@@ -142,7 +142,7 @@ def _run(params: Params, remote: str | None, root: Path) -> dict:
         with Repo(str(root)) as repo:
             remote_name = remote or repo.config["core"].get("remote")
             if not remote_name:
-                raise SynthdataError("no DVC remote: add one with 'dvc remote add -d NAME URL' (see README)")
+                raise SynthdataError("no DVC remote: add one with 'dvc remote add -d NAME URL' (see docs/pipeline.md)")
             pushed = repo.push(remote=remote_name)
     except (DvcException, OSError) as exc:
         raise _dvc_error(exc, f"dvc push to remote '{remote or 'default'}' failed; nothing was released") from None

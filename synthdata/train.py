@@ -90,7 +90,7 @@ def _run(params: Params, name: str, resume: bool, progress: bool | None,
     torch.manual_seed(derive(common.seed, name, "init"))
     model = cls(cfg, tuple(data.images.shape[1:]), len(data.class_names)).to(device)
     # NHWC on a GPU only. On the CPU it makes MNIST steps faster (benchmarks/bench_train_step.py) but changes
-    # the numerics, and its one full MNIST run scored worse (README, Results): not adopted on one run.
+    # the numerics, and its one full MNIST run scored worse (docs/results/mnist.md): not adopted on one run.
     channels_last = device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
