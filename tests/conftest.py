@@ -14,6 +14,20 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Real MNIST (IDX files) for the tests that need the real data: ../shared/datasets/mnist beside the repository,
+# or SYNTHDATA_MNIST. CI sets SYNTHDATA_MNIST, and then a missing folder fails those tests instead of skipping.
+MNIST = Path(os.environ.get("SYNTHDATA_MNIST") or REPO.parent / "shared" / "datasets" / "mnist")
+
+
+def need_mnist() -> Path:
+    """The real MNIST folder; skips the calling test, saying why, when it is absent and CI did not ask for it."""
+    if MNIST.is_dir():
+        return MNIST
+    if os.environ.get("SYNTHDATA_MNIST"):
+        pytest.fail(f"SYNTHDATA_MNIST={MNIST}: no such folder (the real MNIST IDX files are needed there)")
+    pytest.skip(f"real MNIST not found at {MNIST} (set SYNTHDATA_MNIST to its IDX folder); "
+                "the MNIST reader itself is tested on IDX files the tests write")
+
 TINY_TRAIN = {
     "seed": 0, "device": "cpu", "threads": 1, "checkpoint_every": 3, "log_every": 1,
     "cgan": {"steps": 6, "batch_size": 16, "latent_dim": 8, "width": 8, "ema_start": 2},

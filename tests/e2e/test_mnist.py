@@ -24,11 +24,10 @@ from synthdata.checkpoint import load_generator
 from synthdata.dataset import check_disjoint, load_dataset, read_metadata
 from synthdata.params import load_params
 from synthdata.sources.mnist import FILES, read_idx
-from tests.conftest import REPO, run_cli, tiny_params
+from tests.conftest import need_mnist, run_cli, tiny_params
 
 pytestmark = pytest.mark.e2e
 
-MNIST = REPO.parent / "shared" / "datasets" / "mnist"
 PER_CLASS = {"train": 300, "test": 50}
 K = 20  # low-data protocol: train images per class
 
@@ -40,11 +39,11 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
 
 @pytest.fixture(scope="module")
 def mnist_subset(tmp_path_factory) -> Path:
-    assert MNIST.is_dir(), f"{MNIST}: the MNIST IDX files are needed beside the repository (../shared/datasets/mnist)"
+    mnist = need_mnist()
     out = tmp_path_factory.mktemp("mnist-subset")
     for split, n in PER_CLASS.items():
-        images = read_idx(MNIST / f"{FILES[(split, 'images')]}.gz")
-        labels = read_idx(MNIST / f"{FILES[(split, 'labels')]}.gz")
+        images = read_idx(mnist / f"{FILES[(split, 'images')]}.gz")
+        labels = read_idx(mnist / f"{FILES[(split, 'labels')]}.gz")
         keep = np.sort(np.concatenate([np.flatnonzero(labels == c)[:n] for c in range(10)]))
         _write_idx(out / f"{FILES[(split, 'images')]}.gz", images[keep])
         _write_idx(out / f"{FILES[(split, 'labels')]}.gz", labels[keep])

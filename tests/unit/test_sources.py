@@ -9,9 +9,8 @@ from PIL import Image
 from synthdata import sources
 from synthdata.errors import SynthdataError
 from synthdata.params import DataParams
-from tests.conftest import make_npz
+from tests.conftest import make_npz, need_mnist
 
-MNIST = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "mnist"
 
 
 def load(**kw):
@@ -108,18 +107,42 @@ def test_too_small_and_too_large_images(tmp_path):
         load(source="npz", path=str(path))
 
 
+def _idx(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
 def test_mnist_idx_gzip_and_raw(tmp_path):
-    d = load(source="mnist", path=str(MNIST))
-    assert d.images.shape == (70000, 28, 28, 1)
-    assert np.bincount(d.labels[d.splits == "test"]).tolist()[:3] == [980, 1135, 1032]
-    raw = tmp_path / "MNIST" / "raw"
+    """The reader on IDX files written here (gzip in a folder; raw under MNIST/raw; truncated)."""
+    from synthdata.sources.mnist import FILES
+
+    rng = np.random.default_rng(0)
+    n = {"train": 40, "test": 20}
+    gz = tmp_path / "gz"
+    gz.mkdir()
+    for split, count in n.items():
+        (gz / f"{FILES[(split, 'images')]}.gz").write_bytes(
+            gzip.compress(_idx(rng.integers(0, 256, (count, 28, 28))), mtime=0))
+        (gz / f"{FILES[(split, 'labels')]}.gz").write_bytes(gzip.compress(_idx(np.arange(count) % 10), mtime=0))
+    d = load(source="mnist", path=str(gz))
+    assert d.images.shape == (60, 28, 28, 1) and (d.splits == "test").sum() == 20
+    assert d.labels[d.splits == "test"].tolist() == list(np.arange(20) % 10)
+    raw = tmp_path / "plain" / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for f in MNIST.glob("*.gz"):
+    for f in gz.glob("*.gz"):
         (raw / f.stem).write_bytes(gzip.decompress(f.read_bytes()))
-    assert load(source="mnist", path=str(tmp_path)).images.shape == (70000, 28, 28, 1)
+    again = load(source="mnist", path=str(tmp_path / "plain"))
+    assert np.array_equal(again.images, d.images) and np.array_equal(again.labels, d.labels)
     (raw / "t10k-labels-idx1-ubyte").write_bytes((raw / "t10k-labels-idx1-ubyte").read_bytes()[:-10])
     with pytest.raises(SynthdataError, match="truncated IDX"):
-        load(source="mnist", path=str(tmp_path))
+        load(source="mnist", path=str(tmp_path / "plain"))
+
+
+def test_real_mnist_files(tmp_path):
+    d = load(source="mnist", path=str(need_mnist()))
+    assert d.images.shape == (70000, 28, 28, 1)
+    assert np.bincount(d.labels[d.splits == "test"]).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028,
+                                                                   974, 1009]
 
 
 def test_prepare_drops_duplicates_and_keeps_k_per_class_in_the_low_data_protocol(tmp_path):
