@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 
@@ -38,41 +39,38 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+ORDER = ("prepare", "train", "judge", "reference", "sample", "evaluate", "publish", "report")
+PER_GENERATOR = {"train", "sample", "evaluate"}
+
+
+def _stage(name: str):
+    """The stage module, imported by name: a stage's command imports that stage only (its DVC code deps)."""
+    return importlib.import_module(f"synthdata.{name}")
+
+
 def _run(args: argparse.Namespace) -> None:
-    from synthdata import evaluate, judge, prepare, reference, sample, train
     from synthdata.params import load_params
 
     params = load_params(args.params)
     names = getattr(args, "generator", None) or params.generators
     if getattr(args, "checkpoint", None) and len(names) != 1:
         raise SynthdataError("--checkpoint needs exactly one --generator")
-    if args.command in ("prepare", "all"):
-        print(json.dumps(prepare.run(params)))
-    if args.command in ("train", "all"):
-        for name in names:
-            print(json.dumps(train.run(params, name, resume=not getattr(args, "no_resume", False))))
-    if args.command in ("judge", "all"):
-        print(json.dumps(judge.run(params)))
-    if args.command in ("reference", "all"):
-        print(json.dumps(reference.run(params)))
-    if args.command in ("sample", "all"):
-        for name in names:
-            print(json.dumps(sample.run(params, name, checkpoint=getattr(args, "checkpoint", None))))
-    if args.command in ("evaluate", "all"):
-        for name in names:
-            print(json.dumps(evaluate.run(params, name)))
-    if args.command in ("publish", "all"):
-        from synthdata import publish
-
-        print(json.dumps(publish.run(params)))
-    if args.command in ("report", "all"):
-        from synthdata import report
-
-        print(json.dumps(report.run(params)))
     if args.command == "release":
-        from synthdata import release
-
-        print(json.dumps(release.run(params, remote=args.remote)))
+        print(json.dumps(_stage("release").run(params, remote=args.remote)))
+        return
+    for stage in ORDER if args.command == "all" else (args.command,):
+        module = _stage(stage)
+        if stage not in PER_GENERATOR:
+            print(json.dumps(module.run(params)))
+        elif stage == "train":
+            for name in names:
+                print(json.dumps(module.run(params, name, resume=not getattr(args, "no_resume", False))))
+        elif stage == "sample":
+            for name in names:
+                print(json.dumps(module.run(params, name, checkpoint=getattr(args, "checkpoint", None))))
+        else:
+            for name in names:
+                print(json.dumps(module.run(params, name)))
 
 
 EXIT_CODES = ((RepoBusy, 75), (GateFailed, 3), (SynthdataError, 2))  # 75: EX_TEMPFAIL, worth retrying

@@ -222,3 +222,14 @@ def test_a_second_release_at_once_stops_with_one_line(repo: Path):
     assert len(lines) == 1 and "published.csv is being used by another synthdata run" in lines[0]
     assert _ok(run_tool("git", "rev-parse", "HEAD", cwd=repo)) == head
     assert _ok(run_tool("git", "tag", "--list", cwd=repo)) == ""
+
+
+def test_editing_sampling_code_makes_sampling_stale(repo: Path):
+    """The latent noise lives in synthdata/generators: changing it must make every sample@ stage stale."""
+    base = repo / "synthdata/generators/base.py"
+    text = base.read_text()
+    marker = "    seeds = seeds.to(torch.int64).reshape(-1, 1)\n"
+    assert marker in text
+    base.write_text(text.replace(marker, marker + "    seeds = seeds + 0  # an edit to how latent noise is made\n"))
+    stale = _ok(run_tool("dvc", "status", "--json", cwd=repo))
+    assert {"sample@cgan", "sample@cvae"} <= set(json.loads(stale))
