@@ -106,7 +106,7 @@ def measure_sample(n: int, work: Path, name: str) -> dict:
     from synthdata.params import load_params
 
     params = load_params(REPO / "params.yaml", {
-        "data.source": "npz", "data.path": str(work / "real.npz"), "train.device": "cpu",
+        "data.source": "npz", "data.path": str(work / "real.npz"), "runtime.device": "cpu",
         "sample.per_class": n // 10,
         **{f"paths.{k}": str(work / k) for k in ("prepared", "models", "synthetic", "augmented")}})
     t = time.perf_counter()

@@ -21,7 +21,7 @@ import torch
 from synthdata import generators
 from synthdata.params import load_params
 from synthdata.sources.mnist import FILES, _find, read_idx
-from synthdata.train import BatchSampler
+from synthdata.runtime import BatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def main() -> None:
     p.add_argument("--mnist", type=Path, default=REPO.parent / "shared" / "datasets" / "mnist")
     args = p.parse_args()
     params = load_params(args.params)
-    torch.set_num_threads(params.train.threads or os.cpu_count() or 1)
+    torch.set_num_threads(params.runtime.threads or os.cpu_count() or 1)
     x, y = images(args.mnist)
     times: dict[tuple[str, bool], list[float]] = {}
     for _ in range(args.rounds):

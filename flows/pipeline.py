@@ -176,7 +176,7 @@ def _remote_url(root: Path) -> str:
 
 def run_summary(root: Path, overrides: list[str], ran: list[str], released: dict | None, failure: str | None) -> str:
     """The run's markdown artifact: overrides, stages run, metrics table, verdict, where the dataset is."""
-    from synthdata import publish, report
+    from synthdata import manifest, report
 
     parts = ["# synthdata run", "", f"Repository: `{root.name}`; overrides: "
              + (", ".join(f"`{o}`" for o in overrides) or "none") + "; stages run: "
@@ -185,9 +185,9 @@ def run_summary(root: Path, overrides: list[str], ran: list[str], released: dict
         parts += [f"**Failed:** {failure}", ""]
     try:
         params = _rooted(root)
-        parts += [report.metrics_table(publish.candidates(params)), "",
-                  report.published_summary(publish.read_manifest(params)), ""]
-        published = f"{params.paths.published}/{publish.DATASET}"
+        parts += [report.metrics_table(manifest.candidates(params)), "",
+                  report.published_summary(manifest.read_manifest(params)), ""]
+        published = f"{params.paths.published}/{manifest.DATASET}"
     except Exception as exc:  # an early failure: no scores yet
         parts += [f"No scores: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", ""]
         return "\n".join(parts)

@@ -22,6 +22,7 @@ from synthdata.fsutil import atomic_write_bytes, sha256_file, write_json
 
 FORMAT = "synthdata-checkpoint/1"
 FILE = "checkpoint.pt"
+LOSSES = "losses.csv"  # the training losses beside the checkpoint (a DVC plot)
 
 
 def _path(location: str | os.PathLike) -> Path:

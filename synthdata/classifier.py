@@ -23,7 +23,7 @@ from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_write_bytes, sha256_file
 from synthdata.params import ClassifierParams
 from synthdata.seeding import derive
-from synthdata.train import BatchSampler
+from synthdata.runtime import BatchSampler
 
 
 def _block(c_in: int, c_out: int) -> list[nn.Module]:

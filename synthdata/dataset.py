@@ -55,6 +55,7 @@ METADATA_SCHEMA = pa.schema([
 ])
 
 
+SPLITS = ("train", "val", "test")  # the prepared real data: <paths.prepared>/<split>
 ROW_GROUP = 100_000  # metadata rows per Parquet row group
 
 

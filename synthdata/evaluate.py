@@ -33,9 +33,9 @@ from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, write_json
 from synthdata.metrics import FeatureStats, frechet_distance, kernel_distance, prdc
 from synthdata.params import Params, resolved
-from synthdata.reference import load_splits, protocol
+from synthdata.protocol import load_splits, protocol
 from synthdata.seeding import derive
-from synthdata.train import setup_device
+from synthdata.runtime import setup_device
 
 
 def _fid(a: np.ndarray, b_stats: FeatureStats, what: str) -> float:
@@ -129,7 +129,7 @@ def run(params: Params, name: str) -> dict:
 def _run(params: Params, name: str) -> dict:
     t_start = time.perf_counter()
     ep = params.evaluate
-    device = setup_device(params.train)
+    device = setup_device(params.runtime)
     baseline = _baseline(params)
     splits = load_splits(params)
     train, val, test = splits["train"], splits["val"], splits["test"]

@@ -1,36 +1,23 @@
-"""Stage ``judge`` and classifier-filtered sampling.
+"""Stage ``judge``: train the judge of classifier-filtered sampling (:mod:`synthdata.filtering`).
 
 The judge is a classifier trained on the real **train** split only, for a fixed budget (``filter.classifier``;
 no model selection, so it never reads the val or test split; in the low-data protocol it sees exactly the
 ``prepare.train_per_class`` images the generators see). With ``filter.enabled``, ``sample`` keeps a candidate
 image of class *k* only if the judge predicts *k* (with probability >= ``filter.min_confidence``), and
 records how many candidates each class needed (its acceptance rate).
-
-Candidates of class *k* use latent seeds ``sample.seed + k * 2**32 + j`` for j = 0, 1, 2, ...; the kept
-images are the first ``count_k`` candidates the judge accepts, and each one's seed is in the ``seed``
-column, so every kept image is still remade bit for bit by ``generate([k], seed)``.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Iterator
-
-import numpy as np
-import torch
 
 from synthdata import classifier, locks
 from synthdata.dataset import load_dataset
-from synthdata.errors import SynthdataError
+from synthdata.filtering import FILE, INFO
 from synthdata.fsutil import atomic_dir, sha256_file, write_json
 from synthdata.params import Params, resolved
 from synthdata.seeding import derive
-from synthdata.train import setup_device
-
-FILE = "judge.pt"
-INFO = "judge.json"
-CLASS_STRIDE = 2**32  # latent seeds of class k's candidates start at sample.seed + k * CLASS_STRIDE
+from synthdata.runtime import setup_device
 
 
 def run(params: Params) -> dict:
@@ -47,7 +34,7 @@ def _run(params: Params) -> dict:
             info = {"enabled": False}
             write_json(tmp / INFO, info)
             return info
-        device = setup_device(params.train)
+        device = setup_device(params.runtime)
         train = load_dataset(train_dir)  # the train split only: val and test are never opened here
         model, _ = classifier.fit(train.images, train.labels, None, None, len(train.class_names), fp.classifier,
                                   derive(fp.seed, "judge"), device)
@@ -60,56 +47,3 @@ def _run(params: Params) -> dict:
         info["sha256"] = classifier.save(tmp / FILE, model.cpu(), info)
         write_json(tmp / INFO, info)
     return {k: info[k] for k in ("enabled", "n_train", "train_accuracy")}
-
-
-class Judge:
-    """The trained judge, checked against the data the generator was trained on."""
-
-    def __init__(self, params: Params, class_names: list[str], device: torch.device):
-        folder = Path(params.paths.judge)
-        info = json.loads((folder / INFO).read_text()) if (folder / INFO).is_file() else {"enabled": False}
-        if not info.get("enabled"):
-            raise SynthdataError(f"{folder}: no judge trained; filter.enabled is true, so run 'synthdata judge' "
-                                 "(or 'dvc repro') first")
-        train_sha = sha256_file(Path(params.paths.prepared) / "train" / "metadata.parquet")
-        if info["class_names"] != class_names or info["train_sha256"] != train_sha:
-            raise SynthdataError(f"{folder}: the judge was trained on other data than {params.paths.prepared}/train; "
-                                 "run 'synthdata judge' again")
-        self.model, _ = classifier.load(folder / FILE, "judge", "run 'synthdata judge'")
-        self.info = info
-        self.model.to(device)
-        self.min_confidence = params.filter.min_confidence
-
-    def accepts(self, images: torch.Tensor, label: int) -> np.ndarray:
-        """Boolean mask: the judge predicts ``label`` (with at least ``min_confidence``) for each uint8 image."""
-        probs = classifier.predict(self.model, images).softmax(1)
-        ok = probs.argmax(1) == label
-        if self.min_confidence > 0:
-            ok &= probs[:, label] >= self.min_confidence
-        return ok.numpy()
-
-
-def filtered_class(generate, judge: Judge, label: int, count: int, first_seed: int, batch: int,
-                   max_draws: int, class_name: str) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-    """Yield (images, seeds, drawn so far) of the first ``count`` accepted candidates of one class, batch by
-    batch (memory does not grow with ``count``); the last ``drawn`` is how many candidates it took.
-
-    ``generate(labels, seeds)`` returns uint8 images. Candidates go in seed order, so the result does not
-    depend on ``batch``.
-    """
-    drawn, kept = 0, 0
-    while kept < count:
-        if drawn >= max_draws * count:
-            raise SynthdataError(
-                f"filter: class {class_name!r}: only {kept} of {drawn} candidates accepted by the judge "
-                f"(needed {count}; filter.max_draws {max_draws}); train the generator longer, lower "
-                "filter.min_confidence or raise filter.max_draws")
-        n = min(batch, max_draws * count - drawn)
-        seeds = first_seed + drawn + np.arange(n, dtype=np.int64)
-        images = generate(torch.full((n,), label, dtype=torch.long), torch.from_numpy(seeds))
-        ok = np.flatnonzero(judge.accepts(images, label))[:count - kept]
-        kept += len(ok)
-        # candidates after the last kept one do not count
-        drawn += int(ok[-1]) + 1 if kept == count else n
-        if len(ok):
-            yield images[ok].numpy(), seeds[ok], drawn

@@ -73,10 +73,15 @@ class PrepareParams(Section):
         None, gt=0, description="low-data protocol: keep only this many train images per class (val/test unchanged)")
 
 
-class TrainCommon(Section):
-    seed: int = Field(0, ge=0)
+class RuntimeParams(Section):
+    """Where networks run, for every stage that runs them (synthdata/runtime.py)."""
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0, description="CPU threads; 0 uses every core")
+
+
+class TrainCommon(Section):
+    seed: int = Field(0, ge=0)
     checkpoint_every: int = Field(500, gt=0)
     log_every: int = Field(25, gt=0)
 
@@ -169,6 +174,7 @@ class PublishParams(Section):
 class Params(Section):
     generators: list[str] = Field(default_factory=lambda: ["cgan", "cvae"], min_length=1)
     paths: PathsParams = PathsParams()
+    runtime: RuntimeParams = RuntimeParams()
     data: DataParams = DataParams()
     prepare: PrepareParams = PrepareParams()
     train: TrainParams = TrainParams()  # type: ignore[valid-type]
@@ -177,6 +183,16 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     gate: GateParams = GateParams()
     publish: PublishParams = PublishParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, raw: Any) -> Any:
+        train = raw.get("train") if isinstance(raw, dict) else None
+        moved = [k for k in ("device", "threads") if isinstance(train, dict) and k in train]
+        if moved:
+            raise ValueError(f"train.{moved[0]} moved to runtime.{moved[0]} (a section of its own: every stage that "
+                             "runs networks reads it); move the key there")
+        return raw
 
     @field_validator("generators")
     @classmethod

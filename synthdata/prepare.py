@@ -22,7 +22,6 @@ from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, check_free_space, write_json
 from synthdata.params import Params, resolved
 
-SPLITS = ("train", "val", "test")
 
 
 def split_indices(labels: np.ndarray, params, predefined: np.ndarray | None, class_names) -> dict[str, np.ndarray]:

@@ -15,7 +15,6 @@ run after ``dvc repro`` because DVC writes ``dvc.lock`` only after a stage finis
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -23,39 +22,8 @@ from synthdata import locks
 from synthdata.dataset import dataset_card, read_metadata
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, link_tree, sha256_file, write_json
+from synthdata.manifest import DATASET, MANIFEST, SCORES, candidates
 from synthdata.params import Params
-
-MANIFEST = "manifest.json"
-DATASET = "dataset"
-SCORES = ("fid", "fid_floor", "fid_ratio", "kid", "precision", "recall", "density", "coverage",
-          "acc_real", "acc_real_std", "acc_synthetic", "acc_synthetic_std", "acc_augmented", "acc_augmented_std",
-          "n_synthetic", "n_train", "n_test", "feature_extractor", "feature_extractor_sha256",
-          "filter_acceptance", "class_fid_max_over_median",
-          "class_fid_ratio_max_over_median")
-
-
-def _read_json(path: Path, stage: str) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SynthdataError(f"{path} not found: run 'synthdata {stage}' (or 'dvc repro') first") from None
-    except json.JSONDecodeError as exc:
-        raise SynthdataError(f"{path} is not valid JSON ({exc.msg}): run 'synthdata {stage}' again") from None
-
-
-def candidates(params: Params) -> list[dict]:
-    """One row per generator: its gate verdict, failed checks and headline scores."""
-    rows = []
-    for name in params.generators:
-        folder = Path(params.paths.evaluation) / name
-        gate, metrics = _read_json(folder / "gate.json", "evaluate"), _read_json(folder / "metrics.json", "evaluate")
-        failed = [f"{c['check']} {c['value']:.3f} (limit {c['op']} {c['limit']})" for c in gate["checks"]
-                  if not c["passed"]]
-        rows.append({"generator": name, "passed": bool(gate["passed"]), "failed_checks": failed,
-                     "checkpoint_sha256": gate["checkpoint_sha256"],
-                     "scores": {k: metrics.get(k) for k in SCORES}})
-    return rows
-
 
 def choose(params: Params, rows: list[dict]) -> tuple[dict | None, str]:
     """The candidate to publish and a sentence saying why (or why none)."""
@@ -141,7 +109,3 @@ def _run(params: Params) -> dict:
     if row is None:
         print(f"synthdata publish: warning: nothing published: {reason}", file=sys.stderr)
     return {k: manifest.get(k) for k in ("published", "generator", "dataset_id", "images", "reason")}
-
-
-def read_manifest(params: Params) -> dict:
-    return _read_json(Path(params.paths.published) / MANIFEST, "publish")

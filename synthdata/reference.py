@@ -11,32 +11,13 @@ Both are declared, cached outputs (``paths.reference``), computed once rather th
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from synthdata import classifier, features, locks
-from synthdata.dataset import check_disjoint, load_dataset
-from synthdata.errors import SynthdataError
+from synthdata.dataset import SPLITS
 from synthdata.fsutil import atomic_dir, write_json
 from synthdata.params import Params, resolved
-from synthdata.prepare import SPLITS
-from synthdata.train import setup_device
-
-
-def load_splits(params: Params) -> dict:
-    splits = {s: load_dataset(Path(params.paths.prepared) / s) for s in SPLITS}
-    check_disjoint(splits)
-    for s, d in splits.items():
-        missing = [c for k, c in enumerate(d.class_names) if not (d.labels == k).any()]
-        if missing:
-            raise SynthdataError(f"{params.paths.prepared}/{s}: class {missing[0]!r} has no images; "
-                                 "add images or change prepare fractions")
-    return splits
-
-
-def protocol(params: Params) -> dict:
-    """What the baseline depends on; evaluate refuses a baseline made under another protocol."""
-    return {"seed": params.evaluate.seed, "seeds": params.evaluate.seeds,
-            "classifier": params.evaluate.classifier.model_dump(mode="json")}
+from synthdata.protocol import load_splits, protocol
+from synthdata.runtime import setup_device
 
 
 def run(params: Params) -> dict:
@@ -45,7 +26,7 @@ def run(params: Params) -> dict:
 
 
 def _run(params: Params) -> dict:
-    device = setup_device(params.train)
+    device = setup_device(params.runtime)
     splits = load_splits(params)
     train, val, test = (splits[s] for s in SPLITS)
     cfg = params.evaluate.classifier

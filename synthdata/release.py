@@ -33,7 +33,7 @@ from synthdata import locks
 from synthdata.errors import GateFailed, RepoBusy, SynthdataError
 from synthdata.fsutil import atomic_write_bytes
 from synthdata.params import Params
-from synthdata.publish import DATASET, read_manifest
+from synthdata.manifest import DATASET, read_manifest
 
 TABLE = "published.csv"
 COLUMNS = ["version", "released_at", "dataset_id", "generator", "images", "real_images", "synthetic_images",

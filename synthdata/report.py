@@ -18,8 +18,8 @@ import pandas as pd
 from synthdata import locks, plots
 from synthdata.fsutil import atomic_dir
 from synthdata.params import Params
-from synthdata.publish import DATASET, candidates, read_manifest
-from synthdata.train import LOSSES
+from synthdata.manifest import DATASET, candidates, read_manifest
+from synthdata.checkpoint import LOSSES
 
 CHARTS = ("samples.png", "per_class_fid.png", "accuracy.png", "confusion.png")
 

@@ -25,9 +25,9 @@ from synthdata.checkpoint import load_generator
 from synthdata.dataset import DatasetWriter, dataset_card, read_metadata
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, check_free_space, write_json
-from synthdata.judge import CLASS_STRIDE, Judge, filtered_class
+from synthdata.filtering import CLASS_STRIDE, Judge, filtered_class
 from synthdata.params import Params, SampleParams, resolved
-from synthdata.train import setup_device
+from synthdata.runtime import setup_device
 
 
 def plan_counts(params: SampleParams, class_names: list[str]) -> list[int]:
@@ -90,7 +90,7 @@ def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
 def _run(params: Params, name: str, checkpoint: str | os.PathLike | None, progress: bool | None) -> dict:
     sp = params.sample
     ckpt = Path(checkpoint) if checkpoint else Path(params.paths.models) / name
-    device = setup_device(params.train)
+    device = setup_device(params.runtime)
     model = load_generator(ckpt, expect=name, device=device)  # default memory format: see generate_from_seeds
     class_names = model.class_names
     counts = plan_counts(sp, class_names)

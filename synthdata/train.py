@@ -20,44 +20,14 @@ import torch
 from tqdm import tqdm
 
 from synthdata import checkpoint, generators, locks
+from synthdata.checkpoint import LOSSES
 from synthdata.dataset import load_dataset
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import replace_dir, sha256_file, write_json
 from synthdata.params import Params, resolved
+from synthdata.runtime import BatchSampler, setup_device
 from synthdata.seeding import derive
 
-LOSSES = "losses.csv"
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SynthdataError("train.device: 'cuda' was asked for but no GPU is visible; use 'auto' or 'cpu'")
-    return torch.device(name)
-
-
-def setup_device(common) -> torch.device:
-    """The device named by ``train.device`` (and ``train.threads`` CPU threads): every stage that runs
-    networks calls this."""
-    torch.set_num_threads(common.threads or os.cpu_count() or 1)
-    return pick_device(common.device)
-
-
-class BatchSampler:
-    """Batch ``step`` is slice ``step % n_batches`` of a permutation seeded by (seed, epoch)."""
-
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch = n, min(batch_size, n)
-        self.per_epoch = max(1, n // self.batch)
-        self.seed, self._epoch, self._perm = seed, -1, None
-
-    def __call__(self, step: int) -> torch.Tensor:
-        epoch, i = divmod(step, self.per_epoch)
-        if epoch != self._epoch:
-            g = torch.Generator().manual_seed(derive(self.seed, "epoch", epoch))
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
-        return self._perm[i * self.batch:(i + 1) * self.batch]
 
 
 def _resume_point(out: Path, partial: Path, expect: dict) -> Path | None:
@@ -86,7 +56,7 @@ def _run(params: Params, name: str, resume: bool, progress: bool | None,
     common = params.train
     train_dir = Path(params.paths.prepared) / "train"
     data = load_dataset(train_dir)
-    device = setup_device(common)
+    device = setup_device(params.runtime)
     torch.manual_seed(derive(common.seed, name, "init"))
     model = cls(cfg, tuple(data.images.shape[1:]), len(data.class_names)).to(device)
     # NHWC on a GPU only. On the CPU it makes MNIST steps faster (benchmarks/bench_train_step.py) but changes

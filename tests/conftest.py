@@ -29,7 +29,7 @@ def need_mnist() -> Path:
                 "the MNIST reader itself is tested on IDX files the tests write")
 
 TINY_TRAIN = {
-    "seed": 0, "device": "cpu", "threads": 1, "checkpoint_every": 3, "log_every": 1,
+    "seed": 0, "checkpoint_every": 3, "log_every": 1,
     "cgan": {"steps": 6, "batch_size": 16, "latent_dim": 8, "width": 8, "ema_start": 2},
     "cvae": {"steps": 6, "batch_size": 16, "latent_dim": 4, "width": 8, "ema_start": 2},
 }
@@ -43,6 +43,7 @@ def tiny_params(tmp: Path, **sections) -> dict:
         "paths": {k: str(tmp / "data" / k)
                   for k in ("prepared", "models", "synthetic", "augmented", "reference", "evaluation", "published",
                             "report", "judge")},
+        "runtime": {"device": "cpu", "threads": 1},
         "data": {"source": "sklearn-digits"},
         "prepare": {"seed": 0},
         "train": TINY_TRAIN,

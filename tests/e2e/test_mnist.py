@@ -19,9 +19,9 @@ import pytest
 import torch
 import yaml
 
-from synthdata import judge, prepare, sample, train
+from synthdata import filtering, judge, prepare, sample, train
 from synthdata.checkpoint import load_generator
-from synthdata.dataset import check_disjoint, load_dataset, read_metadata
+from synthdata.dataset import SPLITS, check_disjoint, load_dataset, read_metadata
 from synthdata.params import load_params
 from synthdata.sources.mnist import FILES, read_idx
 from tests.conftest import need_mnist, run_cli, tiny_params
@@ -55,7 +55,8 @@ def _params(tmp: Path, mnist: Path, file: str = "params.yaml", **over) -> Path:
         "generators": ["cvae"],
         "data": {"source": "mnist", "path": str(mnist)},
         "prepare": {"seed": 0, "train_per_class": K},
-        "train": {"seed": 0, "device": "cpu", "threads": 2, "checkpoint_every": 1000, "log_every": 50,
+        "runtime": {"device": "cpu", "threads": 2},
+        "train": {"seed": 0, "checkpoint_every": 1000, "log_every": 50,
                   "cvae": {"steps": 600, "batch_size": 32, "latent_dim": 8, "width": 16, "lr": 0.003,
                            "ema_decay": 0.9, "ema_start": 50}},
         "sample": {"seed": 3, "per_class": 6, "batch_size": 16},
@@ -82,7 +83,7 @@ def test_mnist_source_and_low_data_split(mnist_subset: Path, tmp_path: Path):
     s_full, s_low = prepare.run(full), prepare.run(low)
     assert s_full["source"] == "mnist" and s_full["n_test"] == 10 * PER_CLASS["test"]
     assert s_full["n_train"] + s_full["n_val"] + s_full["duplicates_dropped"] == 10 * PER_CLASS["train"]
-    splits = {s: load_dataset(Path(low.paths.prepared) / s) for s in prepare.SPLITS}
+    splits = {s: load_dataset(Path(low.paths.prepared) / s) for s in SPLITS}
     check_disjoint(splits)  # raises if any image sits in two splits
     assert torch.bincount(splits["train"].labels, minlength=10).tolist() == [K] * 10
     assert splits["test"].metadata["origin"].str.startswith("mnist-test:").all()
@@ -119,13 +120,13 @@ def test_filtered_sampling_sees_only_the_low_data_train_split(mnist_subset: Path
     prepared = Path(params.paths.prepared)
     info = json.loads((tmp_path / "judge-run.json").read_text())
     assert info["enabled"] and info["n_train"] == 10 * K
-    record = json.loads((Path(params.paths.judge) / judge.INFO).read_text())
+    record = json.loads((Path(params.paths.judge) / filtering.INFO).read_text())
     assert record["trained_on"].endswith("prepared/train") and record["n_train"] == 10 * K
 
     syn = Path(params.paths.synthetic) / "cvae"
     data = load_dataset(syn)
     assert torch.bincount(data.labels, minlength=10).tolist() == [6] * 10
-    j = judge.Judge(params, data.class_names, torch.device("cpu"))
+    j = filtering.Judge(params, data.class_names, torch.device("cpu"))
     for k in range(10):
         assert j.accepts(data.images[data.labels == k], k).all()
 
@@ -137,7 +138,7 @@ def test_filtered_sampling_sees_only_the_low_data_train_split(mnist_subset: Path
     assert "acceptance" in (syn / "README.md").read_text()
     seeds = data.metadata["seed"].to_numpy()
     for k, c in enumerate(per_class):
-        first = params.sample.seed + k * judge.CLASS_STRIDE
+        first = params.sample.seed + k * filtering.CLASS_STRIDE
         mine = seeds[data.labels.numpy() == k]
         assert (mine >= first).all() and (mine < first + c["drawn"]).all() and (np.diff(mine) > 0).all()
         assert mine.max() == first + c["drawn"] - 1  # the last candidate drawn is the last one kept
@@ -174,4 +175,4 @@ def test_judge_is_not_trained_when_filtering_is_off(mnist_subset: Path, tmp_path
     params = load_params(_params(tmp_path, mnist_subset, filter={"enabled": False}))
     prepare.run(params)
     assert judge.run(params) == {"enabled": False}
-    assert not (Path(params.paths.judge) / judge.FILE).exists()
+    assert not (Path(params.paths.judge) / filtering.FILE).exists()

@@ -10,7 +10,7 @@ import torch
 from synthdata.errors import SynthdataError
 from synthdata.generators import diffaugment
 from synthdata.generators.cgan import CGAN, CGANConfig, minibatch_std
-from synthdata.judge import filtered_class
+from synthdata.filtering import filtered_class
 
 
 def _images(n: int = 6, size: int = 16) -> torch.Tensor:

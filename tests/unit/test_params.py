@@ -143,3 +143,14 @@ def test_huge_value_and_deep_nesting_give_short_messages(tmp_path):
     with pytest.raises(SynthdataError) as exc:
         load_params(path)
     assert len(str(exc.value)) < 400 and str(path) in str(exc.value)
+
+
+@pytest.mark.parametrize("key", ["device", "threads"])
+def test_train_device_and_threads_moved_to_runtime(tmp_path, key):
+    path = tmp_path / "params.yaml"
+    path.write_text(f"train:\n  {key}: {'cpu' if key == 'device' else 1}\n")
+    with pytest.raises(SynthdataError) as exc:
+        load_params(path)
+    assert f"train.{key} moved to runtime.{key}" in str(exc.value) and "\n" not in str(exc.value)
+    path.write_text(f"runtime:\n  {key}: {'cpu' if key == 'device' else 1}\n")
+    assert getattr(load_params(path).runtime, key) == ("cpu" if key == "device" else 1)

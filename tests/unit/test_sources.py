@@ -147,7 +147,7 @@ def test_real_mnist_files(tmp_path):
 
 def test_prepare_drops_duplicates_and_keeps_k_per_class_in_the_low_data_protocol(tmp_path):
     from synthdata import prepare
-    from synthdata.dataset import read_metadata
+    from synthdata.dataset import SPLITS, read_metadata
     from synthdata.params import load_params
     from tests.conftest import write_params
 
@@ -158,11 +158,11 @@ def test_prepare_drops_duplicates_and_keeps_k_per_class_in_the_low_data_protocol
             "prepare.test_fraction": 0.2}
     full = prepare.run(load_params(write_params(tmp_path), over))
     assert full["duplicates_dropped"] == 10 and full["n_train"] + full["n_val"] + full["n_test"] == 50
-    metas = {s: read_metadata(tmp_path / "data/prepared" / s)[0] for s in prepare.SPLITS}
+    metas = {s: read_metadata(tmp_path / "data/prepared" / s)[0] for s in SPLITS}
     hashes = [set(m["pixel_sha256"]) for m in metas.values()]
     assert sum(len(h) for h in hashes) == len(set().union(*hashes)) == 50  # disjoint by content
     low = prepare.run(load_params(write_params(tmp_path), {**over, "prepare.train_per_class": 2}))
-    small = {s: read_metadata(tmp_path / "data/prepared" / s)[0] for s in prepare.SPLITS}
+    small = {s: read_metadata(tmp_path / "data/prepared" / s)[0] for s in SPLITS}
     assert low["n_train"] == 6 and small["train"]["label_id"].value_counts().eq(2).all()
     assert set(small["train"]["origin"]) < set(metas["train"]["origin"])
     for s in ("val", "test"):
