@@ -49,7 +49,8 @@ def bench_frechet(repeats: int) -> list[tuple]:
         ref.append(time.perf_counter() - t)
     o, r = float(np.median(ours)), float(np.median(ref))
     rel = abs(value - ref_value) / abs(ref_value)
-    return [("Fréchet distance, 2048-d, eigenvalue method (synthdata)", f"{o:.2f} s", f"{o / r:.1%} of sqrtm; rel. diff {rel:.1e}", "<= 20% of sqrtm"),
+    return [("Fréchet distance, 2048-d, eigenvalue method (synthdata)", f"{o:.2f} s",
+             f"{o / r:.1%} of sqrtm; rel. diff {rel:.1e}", "<= 20% of sqrtm"),
             ("Fréchet distance, 2048-d, scipy.linalg.sqrtm", f"{r:.2f} s", "100%", "-")]
 
 

@@ -20,8 +20,8 @@ import torch
 
 from synthdata import generators
 from synthdata.params import load_params
-from synthdata.sources.mnist import FILES, _find, read_idx
 from synthdata.runtime import BatchSampler
+from synthdata.sources.mnist import FILES, _find, read_idx
 
 REPO = Path(__file__).resolve().parents[1]
 

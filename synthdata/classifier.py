@@ -22,8 +22,8 @@ from torch.nn import functional as F
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_write_bytes, sha256_file
 from synthdata.params import ClassifierParams
-from synthdata.seeding import derive
 from synthdata.runtime import BatchSampler
+from synthdata.seeding import derive
 
 
 def _block(c_in: int, c_out: int) -> list[nn.Module]:

@@ -145,7 +145,8 @@ class DatasetWriter:
         step = -(-n // self.workers)
         futures = []
         for lo in range(0, n, step):
-            part = (images[0] + lo, images[0] + min(lo + step, n)) if isinstance(images, tuple) else images[lo:lo + step]
+            part = ((images[0] + lo, images[0] + min(lo + step, n)) if isinstance(images, tuple)
+                    else images[lo:lo + step])
             futures.append(self._pool.submit(_write_batch, str(self.root), file_names[lo:lo + step], part, self.level))
         self._pending.append((futures, table))
         self._drain(keep=2)  # bounded memory: about two batches in flight

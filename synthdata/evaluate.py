@@ -34,8 +34,8 @@ from synthdata.fsutil import atomic_dir, write_json
 from synthdata.metrics import FeatureStats, frechet_distance, kernel_distance, prdc
 from synthdata.params import Params, resolved
 from synthdata.protocol import load_splits, protocol
-from synthdata.seeding import derive
 from synthdata.runtime import setup_device
+from synthdata.seeding import derive
 
 
 def _fid(a: np.ndarray, b_stats: FeatureStats, what: str) -> float:
@@ -47,7 +47,8 @@ def _pick(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
 
 
 def quality(f_syn: np.ndarray, y_syn: np.ndarray, f_train: np.ndarray, y_train: np.ndarray,
-            f_test: np.ndarray, y_test: np.ndarray, num_classes: int, params: Params) -> tuple[dict, list[dict], list[str]]:
+            f_test: np.ndarray, y_test: np.ndarray, num_classes: int,
+            params: Params) -> tuple[dict, list[dict], list[str]]:
     """FID/KID/PRDC overall and FID per class; returns (metrics, per-class rows, warnings)."""
     ep = params.evaluate
     rng = np.random.default_rng(derive(ep.seed, "subsample"))
@@ -56,8 +57,8 @@ def quality(f_syn: np.ndarray, y_syn: np.ndarray, f_train: np.ndarray, y_train: 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         test_stats = FeatureStats.of(f_test, "real test")
-        out = {"fid": _fid(f_syn[si], test_stats, "synthetic"), "fid_floor": _fid(f_train[ti], test_stats, "real train"),
-               "fid_n": m}
+        out = {"fid": _fid(f_syn[si], test_stats, "synthetic"),
+               "fid_floor": _fid(f_train[ti], test_stats, "real train"), "fid_n": m}
     notes = sorted({str(w.message) for w in caught})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -179,7 +180,8 @@ def _run(params: Params, name: str) -> dict:
     timing = {"seconds": time.perf_counter() - t_start, "feature_images_per_s": n_feat / max(feature_seconds, 1e-9)}
     for k, row in enumerate(rows):
         row["acceptance_rate"] = acceptance["per_class"][k]["acceptance_rate"] if acceptance else None
-        row.update({"class": names[k], "fid_ratio": row["fid"] / row["fid_floor"] if row["fid_floor"] > 0 else float("nan"),
+        ratio = row["fid"] / row["fid_floor"] if row["fid_floor"] > 0 else float("nan")
+        row.update({"class": names[k], "fid_ratio": ratio,
                     **{f"acc_{way}": acc[way]["per_class"][k] for way in acc}})
 
     with atomic_dir(Path(params.paths.evaluation) / name) as tmp:

@@ -16,8 +16,8 @@ from synthdata.dataset import load_dataset
 from synthdata.filtering import FILE, INFO
 from synthdata.fsutil import atomic_dir, sha256_file, write_json
 from synthdata.params import Params, resolved
-from synthdata.seeding import derive
 from synthdata.runtime import setup_device
+from synthdata.seeding import derive
 
 
 def run(params: Params) -> dict:

@@ -9,9 +9,8 @@ so every later stage, generator training included, sees only those k per class.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hashlib
+from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -21,7 +20,6 @@ from synthdata.dataset import DatasetWriter, dataset_card
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, check_free_space, write_json
 from synthdata.params import Params, resolved
-
 
 
 def split_indices(labels: np.ndarray, params, predefined: np.ndarray | None, class_names) -> dict[str, np.ndarray]:
@@ -84,7 +82,8 @@ def _run(params: Params, chunk: int) -> dict:
     out = Path(params.paths.prepared)
     n, h, w, c = len(keep), *data.images.shape[1:]
     check_free_space(out, n, h * (1 + w * c) + 100, 200 * n, "prepare", "choose a smaller data set")
-    summary = {"source": data.name, "classes": data.class_names, "duplicates_dropped": int(len(data.labels) - len(keep)),
+    summary = {"source": data.name, "classes": data.class_names,
+               "duplicates_dropped": int(len(data.labels) - len(keep)),
                "train_per_class": params.prepare.train_per_class,
                "image_shape": [int(data.images.shape[3]), int(data.images.shape[1]), int(data.images.shape[2])]}
     with atomic_dir(out) as tmp:

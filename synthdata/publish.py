@@ -4,8 +4,9 @@ Reads every generator's ``gate.json`` and ``metrics.json`` from ``evaluate``; pi
 ``publish.generator`` (or, for ``auto``, the passing one with the best ``acc_synthetic``, ties broken by the
 lower ``fid_ratio``); hard-links (or, across file systems, copies) its augmented dataset (real train split +
 synthetic images) to ``<paths.published>/dataset`` with a dataset card that carries its scores and
-provenance, and writes ``<paths.published>/manifest.json``. A generator that failed the gate is never copied: when none passed,
-the manifest says ``"published": false`` and why, and ``synthdata release`` refuses to release it.
+provenance, and writes ``<paths.published>/manifest.json``. A generator that failed the gate is never
+copied: when none passed, the manifest says ``"published": false`` and why, and ``synthdata release``
+refuses to release it.
 
 The folder is built aside and renamed into place, so it is either the old one or the new one, never half.
 Making it a version other teams can ``dvc get`` is ``synthdata release`` (push, commit, tag), which must
@@ -24,6 +25,7 @@ from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, link_tree, sha256_file, write_json
 from synthdata.manifest import DATASET, MANIFEST, SCORES, candidates
 from synthdata.params import Params
+
 
 def choose(params: Params, rows: list[dict]) -> tuple[dict | None, str]:
     """The candidate to publish and a sentence saying why (or why none)."""

@@ -32,8 +32,8 @@ from pathlib import Path
 from synthdata import locks
 from synthdata.errors import GateFailed, RepoBusy, SynthdataError
 from synthdata.fsutil import atomic_write_bytes
-from synthdata.params import Params
 from synthdata.manifest import DATASET, read_manifest
+from synthdata.params import Params
 
 TABLE = "published.csv"
 COLUMNS = ["version", "released_at", "dataset_id", "generator", "images", "real_images", "synthetic_images",
@@ -98,7 +98,8 @@ def _publish_refs(root: Path, branch: str, head: str, commit: str, version: str,
     transaction: both happen or neither (nor if the branch moved meanwhile), so no commit on the branch lists
     a version that has no tag."""
     tagger = _git(root, "var", "GIT_COMMITTER_IDENT").strip()
-    tag = _git(root, "mktag", input=f"object {commit}\ntype commit\ntag {version}\ntagger {tagger}\n\n{message}\n").strip()
+    tag = _git(root, "mktag",
+               input=f"object {commit}\ntype commit\ntag {version}\ntagger {tagger}\n\n{message}\n").strip()
     _git(root, "update-ref", "--stdin", input=f"start\nupdate {branch} {commit} {head}\n"
          f"create refs/tags/{version} {tag}\nprepare\ncommit\n")
 

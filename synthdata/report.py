@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from synthdata import locks, plots
-from synthdata.fsutil import atomic_dir
-from synthdata.params import Params
-from synthdata.manifest import DATASET, candidates, read_manifest
 from synthdata.checkpoint import LOSSES
+from synthdata.fsutil import atomic_dir
+from synthdata.manifest import DATASET, candidates, read_manifest
+from synthdata.params import Params
 
 CHARTS = ("samples.png", "per_class_fid.png", "accuracy.png", "confusion.png")
 

@@ -24,8 +24,8 @@ from synthdata import locks
 from synthdata.checkpoint import load_generator
 from synthdata.dataset import DatasetWriter, dataset_card, read_metadata
 from synthdata.errors import SynthdataError
-from synthdata.fsutil import atomic_dir, check_free_space, write_json
 from synthdata.filtering import CLASS_STRIDE, Judge, filtered_class
+from synthdata.fsutil import atomic_dir, check_free_space, write_json
 from synthdata.params import Params, SampleParams, resolved
 from synthdata.runtime import setup_device
 

@@ -29,7 +29,6 @@ from synthdata.runtime import BatchSampler, setup_device
 from synthdata.seeding import derive
 
 
-
 def _resume_point(out: Path, partial: Path, expect: dict) -> Path | None:
     """The folder to resume from: the partial run, else a finished shorter run with the same settings."""
     for folder in (partial, out):

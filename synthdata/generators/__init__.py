@@ -5,7 +5,13 @@ import importlib
 import pkgutil
 
 from synthdata.generators.base import (
-    REGISTRY, Generator, GeneratorConfig, generator_names, get, latent_noise, register,
+    REGISTRY,
+    Generator,
+    GeneratorConfig,
+    generator_names,
+    get,
+    latent_noise,
+    register,
 )
 
 _HELPERS = {"base", "nets", "losses"}

@@ -5,8 +5,9 @@ a two time-scale update rule converge to a local Nash equilibrium").
 
 The trace of the matrix square root is computed from eigenvalues in float64: with S1 = L L^T (Cholesky;
 the symmetric square root from ``eigh`` when S1 is singular), the eigenvalues of the symmetric PSD matrix
-L^T S2 L are those of S1 S2. A Cholesky and one ``eigvalsh`` replace ``scipy.linalg.sqrtm`` (a Schur decomposition of a non-symmetric product that returns complex
-noise); the result is real and non-negative by construction, never NaN, even for singular covariances.
+L^T S2 L are those of S1 S2. A Cholesky and one ``eigvalsh`` replace ``scipy.linalg.sqrtm`` (a Schur
+decomposition of a non-symmetric product that returns complex noise); the result is real and non-negative
+by construction, never NaN, even for singular covariances.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from PIL import Image, UnidentifiedImageError
 from synthdata.errors import SynthdataError
 from synthdata.sources.base import LabeledImages, fit_image, register, require_path, sortable_names
 
-
 MAX_PIXELS = 4096 * 4096  # larger images are refused from their header, before any pixel is decoded
 _GREY = {"1", "L", "LA", "La"}
 _SIXTEEN_BIT = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # a 16-bit greyscale PNG opens in one of these

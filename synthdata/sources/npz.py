@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import zipfile
+
 import numpy as np
 
 from synthdata.errors import SynthdataError
 from synthdata.sources.base import LabeledImages, register, require_path, sortable_names
-
 
 MAX_ARRAY_BYTES = 4 << 30  # refused from the array headers, before anything is loaded
 

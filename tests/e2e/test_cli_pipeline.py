@@ -126,7 +126,8 @@ def test_bad_input_is_one_line_and_keeps_earlier_outputs(pipeline, tmp_path, com
 def test_bad_checkpoints_via_cli(pipeline, tmp_path):
     tmp, params = pipeline
     _assert_clean_failure(
-        run_cli("sample", "--params", str(params), "--generator", "cgan", "--checkpoint", str(tmp / "data/models/cvae")),
+        run_cli("sample", "--params", str(params), "--generator", "cgan", "--checkpoint",
+                str(tmp / "data/models/cvae")),
         "from generator 'cvae', not 'cgan'")
     broken = tmp_path / "checkpoint.pt"
     broken.write_bytes((tmp / "data/models/cgan/checkpoint.pt").read_bytes()[:1000])

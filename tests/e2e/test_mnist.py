@@ -80,7 +80,8 @@ def test_mnist_source_and_low_data_split(mnist_subset: Path, tmp_path: Path):
     (tmp_path / "full").mkdir()
     full = load_params(_params(tmp_path / "full", mnist_subset, prepare={"train_per_class": None}))
     low = load_params(_params(tmp_path, mnist_subset))
-    s_full, s_low = prepare.run(full), prepare.run(low)
+    s_full = prepare.run(full)
+    prepare.run(low)
     assert s_full["source"] == "mnist" and s_full["n_test"] == 10 * PER_CLASS["test"]
     assert s_full["n_train"] + s_full["n_val"] + s_full["duplicates_dropped"] == 10 * PER_CLASS["train"]
     splits = {s: load_dataset(Path(low.paths.prepared) / s) for s in SPLITS}

@@ -12,7 +12,6 @@ from synthdata.params import DataParams
 from tests.conftest import make_npz, need_mnist
 
 
-
 def load(**kw):
     return sources.load(DataParams(**kw))
 
@@ -256,7 +255,8 @@ def test_bright_16_bit_images_stay_distinct(tmp_path):
     for c in ("a", "b"):
         (root / c).mkdir(parents=True)
         for i in range(4):
-            Image.fromarray(np.full((8, 8), 20000 + 10000 * i + (c == "b") * 3000, np.uint16)).save(root / c / f"{i}.png")
+            value = 20000 + 10000 * i + (c == "b") * 3000
+            Image.fromarray(np.full((8, 8), value, np.uint16)).save(root / c / f"{i}.png")
     d = load(source="image-folder", path=str(root))
     assert len({a.tobytes() for a in d.images}) == 8
 
