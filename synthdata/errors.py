@@ -14,7 +14,8 @@ class GateFailed(SynthdataError):
 
 
 class RepoBusy(SynthdataError):
-    """Another dvc process holds the repository lock: transient, worth retrying (exit code 75)."""
+    """Another process holds a lock this run needs (DVC's repository lock, or another synthdata run's lock on an
+    output folder): transient, worth retrying (exit code 75)."""
 
 
 def shorten(text: str, limit: int = 300) -> str:

@@ -93,6 +93,12 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def existing_ancestor(folder: str | os.PathLike) -> Path:
+    """``folder`` or its nearest existing parent: where a folder not made yet will live."""
+    folder = Path(folder).absolute()
+    return next(p for p in (folder, *folder.parents) if p.exists())
+
+
 def _blocks(nbytes: int, block: int) -> int:
     return -(-nbytes // block) * block
 
@@ -104,8 +110,7 @@ def check_free_space(folder: str | os.PathLike, files: int, bytes_per_file: int,
     from synthdata.errors import SynthdataError
 
     folder = Path(folder)
-    probe = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
-    st = os.statvfs(probe)
+    st = os.statvfs(existing_ancestor(folder))
     block = st.f_frsize or 4096
     need = files * _blocks(bytes_per_file, block) + _blocks(extra_bytes, block)
     need += need // 50 + 16 * block  # directories and file-system overhead: 2% and a few blocks

@@ -25,7 +25,7 @@ from synthdata.checkpoint import load_generator
 from synthdata.dataset import DatasetWriter, dataset_card, read_metadata
 from synthdata.errors import SynthdataError
 from synthdata.filtering import CLASS_STRIDE, Judge, filtered_class
-from synthdata.fsutil import atomic_dir, check_free_space, write_json
+from synthdata.fsutil import atomic_dir, check_free_space, existing_ancestor, write_json
 from synthdata.params import Params, SampleParams, resolved
 from synthdata.runtime import setup_device
 
@@ -75,8 +75,7 @@ def check_space(params: Params, name: str, n: int, image_shape: tuple[int, ...],
 
 
 def _device(folder: str | os.PathLike) -> int:
-    folder = Path(folder).absolute()
-    return next(os.stat(p).st_dev for p in (folder, *folder.parents) if p.exists())
+    return os.stat(existing_ancestor(folder)).st_dev
 
 
 def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
