@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from synthdata import classifier
-from synthdata.classifier import SmallCNN
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import sha256_file
 from synthdata.params import Params
@@ -58,8 +57,8 @@ def domain(params: Params, device: torch.device) -> Extractor:
     path = Path(params.paths.reference) / DOMAIN_FILE
     model, info = classifier.load(path, "domain feature extractor", "run 'synthdata reference'")
     model.to(device)
-    return Extractor(model, lambda x: model.features(SmallCNN.normalize(x)), params.evaluate.batch_size, device,
-                     "domain", info["feature_dim"], sha256_file(path))
+    return Extractor(model, lambda x: model.features(classifier.SmallCNN.normalize(x)), params.evaluate.batch_size,
+                     device, "domain", info["feature_dim"], sha256_file(path))
 
 
 @register("inception")
@@ -97,5 +96,14 @@ def inception(params: Params, device: torch.device) -> Extractor:
     return Extractor(net, fn, min(params.evaluate.batch_size, 64), device, "inception-v3-pool3", 2048, sha)
 
 
+def check(params: Params) -> None:
+    """Refuse an unregistered ``evaluate.feature_extractor`` (the stages that use one call this first)."""
+    name = params.evaluate.feature_extractor
+    if name not in REGISTRY:
+        raise SynthdataError(f"evaluate.feature_extractor: unknown feature extractor {name!r}; choose one of: "
+                             f"{', '.join(sorted(REGISTRY))}")
+
+
 def build(params: Params, device: torch.device) -> Extractor:
+    check(params)
     return REGISTRY[params.evaluate.feature_extractor](params, device)

@@ -1,5 +1,6 @@
 """What ``evaluate`` leaves for publishing, and what ``publish`` leaves for ``report`` and ``release``: the
-per-generator gate verdicts and scores (``candidates``) and the published manifest (``read_manifest``)."""
+per-generator gate verdicts and scores (``candidates``: the registered metrics' values) and the published
+manifest (``read_manifest``)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,11 @@ import json
 from pathlib import Path
 
 from synthdata.errors import SynthdataError
+from synthdata.metrics.registry import Scores
 from synthdata.params import Params
 
 MANIFEST = "manifest.json"
 DATASET = "dataset"
-SCORES = ("fid", "fid_floor", "fid_ratio", "kid", "precision", "recall", "density", "coverage",
-          "acc_real", "acc_real_std", "acc_synthetic", "acc_synthetic_std", "acc_augmented", "acc_augmented_std",
-          "n_synthetic", "n_train", "n_test", "feature_extractor", "feature_extractor_sha256",
-          "filter_acceptance", "class_fid_max_over_median",
-          "class_fid_ratio_max_over_median")
-
 
 def _read_json(path: Path, stage: str) -> dict:
     try:
@@ -32,12 +28,12 @@ def candidates(params: Params) -> list[dict]:
     rows = []
     for name in params.generators:
         folder = Path(params.paths.evaluation) / name
-        gate, metrics = _read_json(folder / "gate.json", "evaluate"), _read_json(folder / "metrics.json", "evaluate")
+        gate, scores = _read_json(folder / "gate.json", "evaluate"), Scores.read(folder, name)
         failed = [f"{c['check']} {c['value']:.3f} (limit {c['op']} {c['limit']})" for c in gate["checks"]
                   if not c["passed"]]
         rows.append({"generator": name, "passed": bool(gate["passed"]), "failed_checks": failed,
                      "checkpoint_sha256": gate["checkpoint_sha256"],
-                     "scores": {k: metrics.get(k) for k in SCORES}})
+                     "scores": scores.values})
     return rows
 
 def read_manifest(params: Params) -> dict:

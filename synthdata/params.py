@@ -141,7 +141,8 @@ class FilterParams(Section):
 
 class EvaluateParams(Section):
     seed: int = Field(0, ge=0)
-    feature_extractor: Literal["domain", "inception"] = "domain"
+    feature_extractor: str = Field("domain", description="a registered feature extractor (synthdata.features); "
+                                   "checked by the stages that use it, reference and evaluate")
     inception_weights: str | None = Field(
         None, description="path of weights-inception-2015-12-05-6726825d.pth (for feature_extractor: inception)")
     batch_size: int = Field(500, gt=0, le=65536, description="feature-extraction batch size")

@@ -23,7 +23,8 @@ from synthdata import locks
 from synthdata.dataset import dataset_card, read_metadata
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, link_tree, sha256_file, write_json
-from synthdata.manifest import DATASET, MANIFEST, SCORES, candidates
+from synthdata.manifest import DATASET, MANIFEST, candidates
+from synthdata.metrics.registry import score_keys
 from synthdata.params import Params
 
 
@@ -64,7 +65,7 @@ def _card(params: Params, row: dict, meta, class_names: list[str], reason: str) 
         f"from the `{row['generator']}` generator, which passed the quality gate ({reason}).\n\n"
         "## Scores (from `synthdata evaluate`, on the real test split)\n\n"
         "| metric | value |\n| --- | --- |\n"
-        + "\n".join(f"| {k} | {fmt(s[k])} |" for k in SCORES)
+        + "\n".join(f"| {k} | {fmt(s[k])} |" for k in score_keys())
         + f"\n\nGate: fid / fid_floor <= {params.gate.max_fid_ratio} and acc_synthetic / acc_real >= "
         f"{params.gate.min_acc_ratio}.")
     provenance = [f"generator: {row['generator']}",

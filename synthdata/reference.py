@@ -26,6 +26,7 @@ def run(params: Params) -> dict:
 
 
 def _run(params: Params) -> dict:
+    features.check(params)  # before an hour of training: evaluate will need it
     device = setup_device(params.runtime)
     splits = load_splits(params)
     train, val, test = (splits[s] for s in SPLITS)

@@ -33,11 +33,14 @@ from synthdata import locks
 from synthdata.errors import GateFailed, RepoBusy, SynthdataError
 from synthdata.fsutil import atomic_write_bytes
 from synthdata.manifest import DATASET, read_manifest
+from synthdata.metrics import registry
 from synthdata.params import Params
 
 TABLE = "published.csv"
-COLUMNS = ["version", "released_at", "dataset_id", "generator", "images", "real_images", "synthetic_images",
-           "fid", "fid_floor", "acc_real", "acc_synthetic", "acc_augmented", "path", "remote"]
+def columns() -> list[str]:
+    """published.csv's columns: the version's identity, the registered metric columns marked ``release``."""
+    return (["version", "released_at", "dataset_id", "generator", "images", "real_images", "synthetic_images"]
+            + [c.key for c in registry.columns() if c.release] + ["path", "remote"])
 ALLOWED_DIRTY = {"dvc.lock", "params.yaml", TABLE}
 
 
@@ -67,7 +70,7 @@ def read_table(root: Path) -> list[dict]:
 
 def _table_bytes(rows: list[dict]) -> bytes:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, columns(), extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue().encode()
@@ -149,20 +152,19 @@ def _run(params: Params, remote: str | None, root: Path) -> dict:
         raise _dvc_error(exc, f"dvc push to remote '{remote or 'default'}' failed; nothing was released") from None
 
     version = f"{name}-v{(done[-1] if done else 0) + 1}"
-    s = manifest["scores"]
+    s, keys = manifest["scores"], [c.key for c in registry.columns() if c.release]
     path = f"{Path(params.paths.published).as_posix()}/{DATASET}"
     row = {"version": version, "released_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
            "dataset_id": manifest["dataset_id"], "generator": manifest["generator"], "images": manifest["images"],
            "real_images": manifest["real_images"], "synthetic_images": manifest["synthetic_images"],
-           **{k: s.get(k) for k in ("fid", "fid_floor", "acc_real", "acc_synthetic", "acc_augmented")},
+           **{k: s.get(k) for k in keys},
            "path": path, "remote": remote_name}
     table = root / TABLE
     before = table.read_bytes() if table.exists() else None
     files = [TABLE, "dvc.lock", "params.yaml"]
     message = "\n".join([f"{version}: {manifest['generator']} augmented dataset", "",
                          f"dataset_id: {manifest['dataset_id']}", f"path: {path}",
-                         *(f"{k}: {s.get(k)}" for k in ("fid", "fid_floor", "acc_real", "acc_synthetic",
-                                                         "acc_augmented"))])
+                         *(f"{k}: {s.get(k)}" for k in keys)])
     try:
         atomic_write_bytes(table, _table_bytes([r for r in rows if r["version"] != version] + [row]))
         branch = _git(root, "symbolic-ref", "-q", "HEAD", check=False).strip()

@@ -19,27 +19,29 @@ from synthdata import locks, plots
 from synthdata.checkpoint import LOSSES
 from synthdata.fsutil import atomic_dir
 from synthdata.manifest import DATASET, candidates, read_manifest
+from synthdata.metrics import registry
 from synthdata.params import Params
 
 CHARTS = ("samples.png", "per_class_fid.png", "accuracy.png", "confusion.png")
 
 
 def _num(v, digits: int = 3) -> str:
-    return "n/a" if v is None else f"{v:.{digits}f}"
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return f"{v:.{digits}f}"
+    return "n/a" if v is None else str(v)
 
 
 def metrics_table(rows: list[dict]) -> str:
-    """Markdown table of every candidate's headline scores and gate verdict (also the Prefect artifact)."""
-    head = ("| generator | gate | fid | floor | fid/floor | precision | recall | acc real | acc synthetic "
-            "| acc real+synthetic |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    lines = [head]
+    """Markdown table of every candidate's headline scores and gate verdict (also the Prefect artifact): one
+    column per registered metric column shown in reports, a value ± its std where it has one."""
+    cols = [c for c in registry.columns() if c.report]
+    head = "| generator | gate | " + " | ".join(c.header for c in cols) + " |"
+    lines = [head, "|" + " --- |" * (len(cols) + 2)]
     for r in rows:
         s = r["scores"]
-        acc = lambda k: f"{_num(s[k])} ± {_num(s[k + '_std'])}"  # noqa: E731
         verdict = "passed" if r["passed"] else "FAILED: " + "; ".join(r["failed_checks"])
-        lines.append(f"| {r['generator']} | {verdict} | {_num(s['fid'])} | {_num(s['fid_floor'])} "
-                     f"| {_num(s['fid_ratio'], 2)} | {_num(s['precision'])} | {_num(s['recall'])} "
-                     f"| {acc('acc_real')} | {acc('acc_synthetic')} | {acc('acc_augmented')} |")
+        cells = [_num(s.get(c.key), c.digits) + (f" ± {_num(s.get(c.std), c.digits)}" if c.std else "") for c in cols]
+        lines.append(f"| {r['generator']} | {verdict} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

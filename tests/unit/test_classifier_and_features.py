@@ -121,7 +121,7 @@ def test_inception_extractor_bad_weights_are_one_line_errors(tmp_path, setting, 
 
 
 def test_worst_class_over_median_ignores_undefined_classes():
-    from synthdata.evaluate import _worst_over_median
+    from synthdata.metrics.standard import _worst_over_median
 
     assert _worst_over_median([1.0, 2.0, 10.0]) == pytest.approx(5.0)
     assert _worst_over_median([2.0, float("nan"), 4.0, float("inf")]) == pytest.approx(4.0 / 3.0)

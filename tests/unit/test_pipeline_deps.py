@@ -87,3 +87,28 @@ def test_the_walker_sees_function_level_and_package_imports():
     deps = closure("release")  # release imports dvc inside functions and locks at the top
     assert {"synthdata/release.py", "synthdata/locks.py", "synthdata/cli.py", "synthdata/generators"} <= deps
     assert "synthdata/evaluate.py" not in closure("prepare")  # the CLI imports only the stage it runs
+
+
+def write_deps() -> None:
+    """Rewrite each stage's ``synthdata/...`` deps in dvc.yaml to its import closure, keeping everything else
+    (``python -m tests.unit.test_pipeline_deps --write``)."""
+    lines, out, stage = (REPO / "dvc.yaml").read_text().splitlines(), [], None
+    for line in lines:
+        stripped = line.split("#")[0].strip()
+        if line.startswith("  ") and not line.startswith("   ") and stripped.endswith(":"):
+            stage = stripped[:-1]
+        if stripped.startswith("- synthdata"):
+            indent = line[: len(line) - len(line.lstrip())]
+            if stage is not None:
+                out += [f"{indent}- {dep}" for dep in sorted(closure(stage))]
+                stage = None  # written once, where its first code dep was
+            continue
+        out.append(line)
+    (REPO / "dvc.yaml").write_text("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--write"]:
+        write_deps()
