@@ -47,7 +47,7 @@ def seconds_per_step(name: str, cfg, x: torch.Tensor, y: torch.Tensor, nhwc: boo
         if step == warmup:
             t = time.perf_counter()
         idx = batches(step)
-        real = model.pad(x[idx].float().div_(127.5).sub_(1.0))
+        real = model.real_batch(x[idx])
         if nhwc:
             real = real.contiguous(memory_format=torch.channels_last)
         model.training_step(real, y[idx], torch.Generator().manual_seed(step), optimizers)

@@ -33,13 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.choices["sample"].add_argument("--checkpoint", help="checkpoint file or folder (default: paths.models/NAME)")
     stage("publish", "stage the gated augmented dataset for release (data/published)")
     stage("report", "write the markdown report of the run (data/report)")
-    stage("all", "every stage in order: prepare, train, judge, reference, sample, evaluate, publish, report")
     rel = stage("release", "after 'dvc repro': push to the DVC remote, record the version, git-tag it")
     rel.add_argument("--remote", help="DVC remote to push to (default: the repository's default remote)")
     return p
 
 
-ORDER = ("prepare", "train", "judge", "reference", "sample", "evaluate", "publish", "report")
+# One orchestrator: `dvc repro` (and the Prefect flow, which runs it) orders the stages; this CLI runs one.
 PER_GENERATOR = {"train", "sample", "evaluate"}
 
 
@@ -58,19 +57,16 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "release":
         print(json.dumps(_stage("release").run(params, remote=args.remote)))
         return
-    for stage in ORDER if args.command == "all" else (args.command,):
-        module = _stage(stage)
-        if stage not in PER_GENERATOR:
-            print(json.dumps(module.run(params)))
-        elif stage == "train":
-            for name in names:
-                print(json.dumps(module.run(params, name, resume=not getattr(args, "no_resume", False))))
+    stage, module = args.command, _stage(args.command)
+    if stage not in PER_GENERATOR:
+        print(json.dumps(module.run(params)))
+    for name in names if stage in PER_GENERATOR else ():
+        if stage == "train":
+            print(json.dumps(module.run(params, name, resume=not args.no_resume)))
         elif stage == "sample":
-            for name in names:
-                print(json.dumps(module.run(params, name, checkpoint=getattr(args, "checkpoint", None))))
+            print(json.dumps(module.run(params, name, checkpoint=args.checkpoint)))
         else:
-            for name in names:
-                print(json.dumps(module.run(params, name)))
+            print(json.dumps(module.run(params, name)))
 
 
 EXIT_CODES = ((RepoBusy, 75), (GateFailed, 3), (SynthdataError, 2))  # 75: EX_TEMPFAIL, worth retrying

@@ -1,20 +1,22 @@
 """One interface for every conditional generator, and the registry that names them.
 
 Every generator answers ``generate(labels, seed) -> uint8 images``: sampling, scoring and publishing
-depend on nothing else. Adding a generator is one new module in this package that subclasses
-:class:`Generator` and decorates it with :func:`register`.
+depend on nothing else. Adding a generator is one new module (or package) in this package that subclasses
+:class:`Generator` (or a family base such as :class:`~synthdata.generators.latent.LatentGenerator`) and
+decorates it with :func:`register`.
 
-Latent noise is counter-based (a hash of ``(seed, element)``), so sample ``j`` of a call with seed ``s``
-is the same image as sample ``0`` of a call with seed ``s + j``, on every device. The sampling networks
-always run on batches of exactly ``GENERATE_BATCH`` latents, so every synthetic image is remade bit for bit
-from the ``seed`` recorded beside it however a call is batched (on the same device and library versions).
+The base keeps what every family shares: label conditioning, the EMA copy, the config and checkpoint round
+trip, ``networks()`` (each trained module under its optimizer's name, so a distributed wrapper can wrap each
+one), and reproducible sampling: image ``i`` depends only on ``seeds[i]`` (through the counter-based
+:func:`~synthdata.generators.noise.noise`), and the sampling networks always run on batches of exactly
+``GENERATE_BATCH`` rows, so every synthetic image is remade bit for bit from the ``seed`` recorded beside it
+however a call is batched (on the same device and library versions).
 """
 
 from __future__ import annotations
 
 import abc
 import copy
-import math
 from typing import ClassVar, Sequence
 
 import torch
@@ -22,10 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from synthdata.errors import SynthdataError
-from synthdata.generators.nets import geometry
 
 REGISTRY: dict[str, type["Generator"]] = {}
-GENERATE_BATCH = 64  # latents per forward pass of the sampling networks, in every call (see generate_from_seeds)
+GENERATE_BATCH = 64  # rows per forward pass of the sampling networks, in every call (see generate_from_seeds)
 
 
 def register(cls: type["Generator"]) -> type["Generator"]:
@@ -51,42 +52,16 @@ class GeneratorConfig(BaseModel):
 
     steps: int = Field(2000, gt=0, description="optimisation steps")
     batch_size: int = Field(64, gt=0, le=4096)
-    latent_dim: int = Field(64, gt=0, le=1024)
-    width: int = Field(32, gt=0, le=1024, description="channels at the finest resolution")
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="0 disables the EMA copy")
     ema_start: int = Field(0, ge=0, description="step from which the EMA copy starts averaging")
-
-
-def latent_noise(seeds: torch.Tensor, dim: int) -> torch.Tensor:
-    """Standard-normal noise of shape (N, dim); row i depends only on ``seeds[i]`` (int64).
-
-    A vectorised integer hash of (seed, counter) gives uniforms, Box-Muller gives normals. All arithmetic
-    stays below 2**63, so the result is identical on every device and in every batch split.
-    """
-    mask = 0xFFFFFFFF
-
-    def mix(x: torch.Tensor) -> torch.Tensor:  # a 32-bit avalanche hash with multipliers < 2**31
-        x = x & mask
-        x = ((x ^ (x >> 16)) * 0x7FEB352D) & mask
-        x = ((x ^ (x >> 15)) * 0x68E31DA5) & mask
-        return x ^ (x >> 16)
-
-    seeds = seeds.to(torch.int64).reshape(-1, 1)
-    key = mix(mix(seeds & mask) ^ mix((seeds >> 32) ^ 0x5BD1E995))
-    counter = torch.arange(2 * dim, dtype=torch.int64, device=seeds.device).reshape(1, -1)
-    bits = mix(mix(key + counter * 0x9E3779B) ^ key)
-    u = (bits.to(torch.float64) + 0.5) / 2.0**32
-    u1, u2 = u[:, :dim], u[:, dim:]
-    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
-    return z.to(torch.float32)
 
 
 class Generator(nn.Module, abc.ABC):
     """A conditional generator: networks, their objective and an EMA copy for sampling.
 
     Subclasses set ``name`` and ``Config``, build their networks in ``__init__``, and implement
-    :meth:`synthesize` (latents and labels to images in [-1, 1] at the internal resolution),
-    :meth:`make_optimizers` and :meth:`training_step`.
+    :meth:`sample_batch` (labels and seeds to images in [-1, 1]), :meth:`make_optimizers`, :meth:`networks`
+    and :meth:`training_step`; :meth:`real_batch` may bring real images to the networks' size.
     """
 
     name: ClassVar[str]
@@ -99,24 +74,32 @@ class Generator(nn.Module, abc.ABC):
         self.config = config
         self.image_shape = tuple(int(s) for s in image_shape)  # (C, H, W)
         self.num_classes = int(num_classes)
-        k, h0, w0 = geometry(*self.image_shape[1:])
-        self.internal_size = (h0 * 2**k, w0 * 2**k)  # the networks' size; images are padded to it
 
     # --- what a generator implements -----------------------------------------------------------
     @abc.abstractmethod
-    def synthesize(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1] at the internal size, from the sampling (EMA) networks; no grad needed."""
+    def sample_batch(self, labels: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) in [-1, 1] from the sampling (EMA) networks; row i depends only on
+        ``(labels[i], seeds[i])``: draw its noise with :func:`~synthdata.generators.noise.noise` from ``seeds``,
+        which stay on the CPU (so the noise is the same whichever device runs the networks)."""
 
     @abc.abstractmethod
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Named optimizers; their states are checkpointed under these names."""
 
     @abc.abstractmethod
+    def networks(self) -> dict[str, nn.Module]:
+        """Each trained module under the name of the optimizer that updates it (EMA copies excluded)."""
+
+    def real_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 real images (N, C, H, W) to what :meth:`training_step` takes: floats in [-1, 1]."""
+        return images.float().div_(127.5).sub_(1.0)
+
+    @abc.abstractmethod
     def training_step(
         self, real: torch.Tensor, labels: torch.Tensor, rng: torch.Generator,
         optimizers: dict[str, torch.optim.Optimizer],
     ) -> dict[str, float]:
-        """One optimisation step on a batch of real images in [-1, 1] at the internal resolution."""
+        """One optimisation step on a batch of real images made by :meth:`real_batch`."""
 
     def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(ema copy, trained module) pairs that :meth:`update_ema` averages."""
@@ -142,21 +125,9 @@ class Generator(nn.Module, abc.ABC):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def pad(self, images: torch.Tensor) -> torch.Tensor:
-        """Real images (N, C, H, W) in [-1, 1] to the internal size, padded with black."""
-        _, h, w = self.image_shape
-        rh, rw = self.internal_size
-        top, left = (rh - h) // 2, (rw - w) // 2
-        return nn.functional.pad(images, (left, rw - w - left, top, rh - h - top), value=-1.0)
-
-    def crop(self, images: torch.Tensor) -> torch.Tensor:
-        _, h, w = self.image_shape
-        top, left = (self.internal_size[0] - h) // 2, (self.internal_size[1] - w) // 2
-        return images[:, :, top : top + h, left : left + w]
-
     @torch.no_grad()
     def generate(self, labels: torch.Tensor | Sequence[int], seed: int) -> torch.Tensor:
-        """uint8 images (N, C, H, W) for the given class ids; sample j uses latent seed ``seed + j``."""
+        """uint8 images (N, C, H, W) for the given class ids; sample j uses seed ``seed + j``."""
         labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
         if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
             raise SynthdataError(f"labels must be class ids in 0..{self.num_classes - 1}")
@@ -165,8 +136,8 @@ class Generator(nn.Module, abc.ABC):
 
     @torch.no_grad()
     def generate_from_seeds(self, labels: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
-        """uint8 images (N, C, H, W); image i from latent seed ``seeds[i]``, the same bits however the call
-        is batched: the networks always run on exactly :data:`GENERATE_BATCH` latents (the last batch padded),
+        """uint8 images (N, C, H, W); image i from seed ``seeds[i]``, the same bits however the call
+        is batched: the networks always run on exactly :data:`GENERATE_BATCH` rows (the last batch padded),
         since convolution kernels round differently for other batch sizes (batch 1 above all)."""
         labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
         seeds = torch.as_tensor(seeds, dtype=torch.int64).reshape(-1)
@@ -185,11 +156,9 @@ class Generator(nn.Module, abc.ABC):
     def _generate_batch(self, labels: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
         was_training = self.training
         self.eval()
-        device = self.device
-        z = latent_noise(seeds, self.config.latent_dim).to(device)
-        x = self.synthesize(z, labels.to(device))
+        x = self.sample_batch(labels.to(self.device), seeds)  # seeds stay on the CPU: noise is drawn there
         self.train(was_training)
-        x = self.crop(x.float())
+        x = x.float()
         if not bool(torch.isfinite(x).all()):
             raise SynthdataError(f"{self.name}: the generator made non-finite pixels (its weights hold inf or nan); "
                                  "train it again")

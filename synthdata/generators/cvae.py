@@ -11,18 +11,19 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from synthdata.generators.base import Generator, GeneratorConfig, register
+from synthdata.generators.base import register
+from synthdata.generators.latent import LatentConfig, LatentGenerator
 from synthdata.generators.losses import gaussian_kl
 from synthdata.generators.nets import DownTrunk, UpGenerator, geometry
 
 
-class CVAEConfig(GeneratorConfig):
+class CVAEConfig(LatentConfig):
     lr: float = Field(1e-3, gt=0, le=1)
     beta_kl: float = Field(1.0, ge=0, description="weight of the KL term (beta-VAE)")
 
 
 @register
-class CVAE(Generator):
+class CVAE(LatentGenerator):
     name = "cvae"
     Config = CVAEConfig
 
@@ -40,6 +41,10 @@ class CVAE(Generator):
 
     def ema_pairs(self):
         return [(self.decoder_ema, self.decoder)]
+
+    def networks(self):
+        return {"vae": nn.ModuleDict({"encoder": self.encoder, "to_posterior": self.to_posterior,
+                                      "decoder": self.decoder})}
 
     def make_optimizers(self):
         params = [p for n, p in self.named_parameters() if not n.startswith("decoder_ema.")]

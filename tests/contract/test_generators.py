@@ -12,10 +12,41 @@ from tests.conftest import make_npz, write_params
 NAMES = generators.generator_names()
 
 
+def small(cls, **sizes):
+    """A config with these sizes where the family has them (every family has steps and batch_size)."""
+    return cls.Config(**{k: v for k, v in sizes.items() if k in cls.Config.model_fields})
+
+
 def tiny(name, shape=(1, 8, 8), classes=3):
     cls = generators.get(name)
     torch.manual_seed(0)
-    return cls(cls.Config(width=4, latent_dim=6), shape, classes)
+    return cls(small(cls, width=4, latent_dim=6), shape, classes)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_networks_name_each_trained_module_and_its_optimizer(name):
+    """What a distributed wrapper needs: every trained parameter in exactly one network, updated by the
+    optimizer of the same name; EMA copies are in none."""
+    model = tiny(name)
+    nets, opts = model.networks(), model.make_optimizers()
+    assert set(nets) == set(opts) and nets
+    seen: set[int] = set()
+    for key, net in nets.items():
+        params = {id(p) for p in net.parameters()}
+        assert params == {id(p) for group in opts[key].param_groups for p in group["params"]}, key
+        assert not params & seen, f"{key} shares parameters with another network"
+        seen |= params
+    ema = {id(p) for copy, _ in model.ema_pairs() for p in copy.parameters()}
+    assert seen == {id(p) for p in model.parameters()} - ema and not seen & ema
+
+
+def test_a_generator_may_be_a_package():
+    import importlib
+
+    cgan = importlib.import_module(generators.get("cgan").__module__)
+    assert cgan.__name__ == "synthdata.generators.cgan" and hasattr(cgan, "__path__")  # a package
+    assert generators.get("cgan").Config.model_fields.keys() >= {"latent_dim", "width"}  # the family's, not base's
+    assert not {"latent_dim", "width"} & generators.GeneratorConfig.model_fields.keys()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -40,7 +71,7 @@ def test_every_row_is_remade_by_a_single_row_call(name):
     row of a large call must equal ``generate([label], seed)`` exactly, whatever the chunking and threads."""
     cls = generators.get(name)
     torch.manual_seed(0)
-    model = cls(cls.Config(width=32, latent_dim=32), (1, 8, 8), 10).eval()
+    model = cls(small(cls, width=32, latent_dim=32), (1, 8, 8), 10).eval()
     n = 1000
     labels, seeds = torch.arange(n) % 10, torch.arange(n, dtype=torch.int64) + 7
     whole = model.generate_from_seeds(labels, seeds)

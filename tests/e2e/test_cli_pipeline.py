@@ -18,9 +18,16 @@ pytestmark = pytest.mark.e2e
 def pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipe")
     params = write_params(tmp)
-    result = run_cli("all", "--params", str(params))
-    assert result.returncode == 0, result.stderr
+    for stage in ("prepare", "train", "judge", "reference", "sample", "evaluate", "publish", "report"):
+        result = run_cli(stage, "--params", str(params))
+        assert result.returncode == 0, stage + ": " + result.stderr
     return tmp, params
+
+
+def test_there_is_one_orchestrator():
+    """`dvc repro` (and the Prefect flow that runs it) orders the stages; the CLI has no 'all'."""
+    result = run_cli("all")
+    assert result.returncode == 2 and "invalid choice: 'all'" in result.stderr
 
 
 def test_prepare_split_is_stratified_disjoint_and_deterministic(pipeline, tmp_path):

@@ -9,8 +9,7 @@ import torch
 
 from synthdata.errors import SynthdataError
 from synthdata.filtering import filtered_class
-from synthdata.generators import diffaugment
-from synthdata.generators.cgan import CGAN, CGANConfig, minibatch_std
+from synthdata.generators.cgan import CGAN, CGANConfig, diffaugment, minibatch_std
 
 
 def _images(n: int = 6, size: int = 16) -> torch.Tensor:

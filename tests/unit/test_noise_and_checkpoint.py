@@ -5,7 +5,7 @@ import torch
 
 from synthdata import checkpoint, generators
 from synthdata.errors import SynthdataError
-from synthdata.generators import latent_noise
+from synthdata.generators import latent_noise, noise
 
 
 def test_latent_noise_is_standard_normal_and_per_seed():
@@ -15,6 +15,19 @@ def test_latent_noise_is_standard_normal_and_per_seed():
     seeds = torch.tensor([5, 2**40 + 3, 0])
     assert torch.equal(latent_noise(seeds, 8)[1], latent_noise(seeds[1:2], 8)[0])
     assert not torch.equal(latent_noise(torch.tensor([1]), 8), latent_noise(torch.tensor([2]), 8))
+
+
+def test_noise_streams_are_independent_and_remade_from_the_seed_alone():
+    seeds = torch.tensor([3, 4, 2**33 + 1])
+    assert torch.equal(noise((8,), seeds, 0), latent_noise(seeds, 8))  # stream 0 is the latent noise
+    image = noise((1, 4, 4), seeds, 5)
+    assert image.shape == (3, 1, 4, 4) and torch.equal(image[2], noise((1, 4, 4), seeds[2:], 5)[0])
+    streams = torch.stack([noise((64,), torch.arange(500), s) for s in range(4)])  # (stream, seed, value)
+    corr = torch.corrcoef(streams.permute(0, 2, 1).reshape(4, -1))
+    assert abs(corr.fill_diagonal_(0)).max() < 0.02
+    assert abs(streams.mean()) < 0.02 and abs(streams.std() - 1) < 0.02
+    with pytest.raises(ValueError, match="non-negative"):
+        noise((2,), seeds, -1)
 
 
 def _saved(tmp_path, name="cgan"):

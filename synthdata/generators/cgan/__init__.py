@@ -13,13 +13,14 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from synthdata.generators import diffaugment
-from synthdata.generators.base import Generator, GeneratorConfig, register
+from synthdata.generators.base import register
+from synthdata.generators.cgan import diffaugment
+from synthdata.generators.latent import LatentConfig, LatentGenerator
 from synthdata.generators.losses import hinge_discriminator, hinge_generator
 from synthdata.generators.nets import DownTrunk, UpGenerator
 
 
-class CGANConfig(GeneratorConfig):
+class CGANConfig(LatentConfig):
     lr_g: float = Field(2e-4, gt=0, le=1)
     lr_d: float = Field(2e-4, gt=0, le=1)
     beta1: float = Field(0.0, ge=0, lt=1)
@@ -76,7 +77,7 @@ class ProjectionDiscriminator(nn.Module):
 
 
 @register
-class CGAN(Generator):
+class CGAN(LatentGenerator):
     name = "cgan"
     Config = CGANConfig
 
@@ -93,6 +94,9 @@ class CGAN(Generator):
 
     def ema_pairs(self):
         return [(self.G_ema, self.G)]
+
+    def networks(self):
+        return {"G": self.G, "D": self.D}
 
     def make_optimizers(self):
         cfg = self.config
