@@ -1,9 +1,11 @@
-"""Checkpoints as tensors plus JSON.
+"""Checkpoints as tensors plus JSON: one format for generators and classifiers.
 
-``checkpoint.pt`` holds only tensors and plain containers (model weights including the EMA copy,
-optimizer states, the torch RNG state) plus the JSON description as a string, and is always read with
-``torch.load(..., weights_only=True)``: no pickled code. ``checkpoint.json`` beside it is the same
-description for people and tools. The .pt file is written atomically, so it is never half-written.
+A checkpoint file holds only tensors and plain containers plus an ``info`` JSON string whose ``format`` tag
+says what it is (``synthdata-checkpoint/1`` for a generator: weights including the EMA copy, optimizer
+states, the torch RNG state; ``synthdata-classifier/1`` for a classifier: weights and architecture). It is
+always read with ``torch.load(..., weights_only=True)`` (no pickled code), its tag checked, and written
+atomically, so it is never half-written. A JSON file beside it (``checkpoint.json``, ``domain.json``, ...)
+is the same description for people and tools.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_write_bytes, sha256_file, write_json
 
 FORMAT = "synthdata-checkpoint/1"
+CLASSIFIER_FORMAT = "synthdata-classifier/1"
 FILE = "checkpoint.pt"
 LOSSES = "losses.csv"  # the training losses beside the checkpoint (a DVC plot)
 
@@ -28,6 +31,35 @@ LOSSES = "losses.csv"  # the training losses beside the checkpoint (a DVC plot)
 def _path(location: str | os.PathLike) -> Path:
     p = Path(location)
     return p / FILE if p.is_dir() else p
+
+
+def write_tensors(path: Path, info: dict[str, Any], tensors: dict[str, Any]) -> str:
+    """Write ``info`` (with its ``format`` tag) and ``tensors`` atomically; returns the file's sha256."""
+    if "format" not in info:
+        raise ValueError("checkpoint info needs a 'format' tag")
+    buffer = io.BytesIO()
+    torch.save({"info": json.dumps(info, sort_keys=True), **tensors}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return sha256_file(path)
+
+
+def read_tensors(path: Path, fmt: str, what: str, remedy: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(info, state) of a file written by :func:`write_tensors` with format ``fmt``; one-line errors that name
+    ``what`` it should be and the ``remedy``."""
+    if not path.is_file():
+        raise SynthdataError(f"{path}: {what} not found; {remedy} first")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        info = json.loads(state["info"])
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise SynthdataError(f"{path}: not a readable {what} (truncated or corrupt? {reason}); {remedy} again "
+                             "or restore the file") from None
+    found = info.get("format") if isinstance(info, dict) else None
+    if found != fmt:
+        raise SynthdataError(f"{path}: unknown checkpoint format {found!r}, expected {fmt!r} ({what}); "
+                             f"{remedy} again")
+    return info, state
 
 
 def save(folder: Path, model: generators.Generator, optimizers: dict[str, torch.optim.Optimizer],
@@ -38,35 +70,19 @@ def save(folder: Path, model: generators.Generator, optimizers: dict[str, torch.
         "image_shape": list(model.image_shape), "num_classes": model.num_classes, "step": step,
         "torch": torch.__version__, **meta,
     }
-    state = {
-        "info": json.dumps(info, sort_keys=True),
+    sha = write_tensors(folder / FILE, info, {
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
         "rng": {"torch": torch.get_rng_state()},
-    }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(folder / FILE, buffer.getvalue())
-    sha = sha256_file(folder / FILE)
+    })
     write_json(folder / "checkpoint.json", {**info, "sha256": sha})
     return sha
 
 
 def read(location: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(info, state) of a checkpoint file or of the folder holding one."""
-    path = _path(location)
-    if not path.is_file():
-        raise SynthdataError(f"{path}: checkpoint not found; run 'synthdata train' first or pass --checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        info = json.loads(state["info"])
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise SynthdataError(f"{path}: not a readable synthdata checkpoint (truncated or corrupt? {reason}); "
-                             "train again or restore the file") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise SynthdataError(f"{path}: unknown checkpoint format {info.get('format')!r}, expected {FORMAT!r}")
-    return info, state
+    """(info, state) of a generator checkpoint file or of the folder holding one."""
+    return read_tensors(_path(location), FORMAT, "synthdata generator checkpoint",
+                        "run 'synthdata train' (or pass --checkpoint)")
 
 
 def build(info: dict[str, Any]) -> generators.Generator:

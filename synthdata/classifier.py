@@ -10,8 +10,6 @@ never seen here; callers score the returned model on it.
 from __future__ import annotations
 
 import copy
-import io
-import json
 import math
 from pathlib import Path
 
@@ -19,8 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from synthdata import checkpoint
 from synthdata.errors import SynthdataError
-from synthdata.fsutil import atomic_write_bytes, sha256_file
 from synthdata.params import ClassifierParams
 from synthdata.runtime import BatchSampler
 from synthdata.seeding import derive
@@ -68,21 +66,16 @@ def random_affine(x: torch.Tensor, shift: float, rotate: float, rng: torch.Gener
 
 
 def save(path: Path, model: SmallCNN, info: dict) -> str:
-    """Weights as tensors plus the architecture as JSON (``info``); returns the file's sha256."""
-    buffer = io.BytesIO()
-    torch.save({"info": json.dumps(info, sort_keys=True),
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-    return sha256_file(path)
+    """Weights as tensors plus the architecture as JSON (``info``), in the one checkpoint format; returns the
+    file's sha256."""
+    return checkpoint.write_tensors(path, {"format": checkpoint.CLASSIFIER_FORMAT, **info},
+                                    {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
 
 
 def load(path: Path, what: str, remedy: str) -> tuple[SmallCNN, dict]:
     """A classifier written by :func:`save`, in eval mode on the CPU, and its info."""
-    if not path.is_file():
-        raise SynthdataError(f"{path}: {what} not found; {remedy} first")
+    info, state = checkpoint.read_tensors(path, checkpoint.CLASSIFIER_FORMAT, what, remedy)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        info = json.loads(state["info"])
         model = SmallCNN(info["in_channels"], info["num_classes"], tuple(info["image_hw"]), info["width"],
                          info["feature_dim"])
         model.load_state_dict(state["model"])

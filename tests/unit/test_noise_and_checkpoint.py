@@ -56,6 +56,25 @@ def test_missing_checkpoint(tmp_path):
         checkpoint.load_generator(tmp_path / "none")
 
 
+def test_one_format_for_generators_and_classifiers_and_the_tag_is_checked(tmp_path):
+    from synthdata import classifier
+
+    _saved(tmp_path)
+    net = classifier.SmallCNN(1, 3, (8, 8), 4, 8)
+    arch = {"in_channels": 1, "num_classes": 3, "image_hw": [8, 8], "width": 4, "feature_dim": 8}
+    classifier.save(tmp_path / "clf.pt", net, arch)
+    for path in (tmp_path / "checkpoint.pt", tmp_path / "clf.pt"):
+        state = torch.load(path, weights_only=True)
+        assert isinstance(state["info"], str) and all(isinstance(v, torch.Tensor) for v in state["model"].values())
+    loaded, info = classifier.load(tmp_path / "clf.pt", "test classifier", "save it")
+    assert info["format"] == checkpoint.CLASSIFIER_FORMAT and all(
+        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
+    with pytest.raises(SynthdataError, match="unknown checkpoint format 'synthdata-classifier/1'"):
+        checkpoint.load_generator(tmp_path / "clf.pt")  # a classifier is not a generator, and says so
+    with pytest.raises(SynthdataError, match="unknown checkpoint format 'synthdata-checkpoint/1'.*test classifier"):
+        classifier.load(tmp_path / "checkpoint.pt", "test classifier", "save it")
+
+
 def test_json_sidecar_describes_the_tensors(tmp_path):
     _saved(tmp_path)
     info = json.loads((tmp_path / "checkpoint.json").read_text())
