@@ -1,7 +1,7 @@
 """Generator quality on real MNIST, measured by the pipeline's own stages, and one table of the targets.
 
 For each protocol, a fresh clone of this repository's HEAD gets the protocol's params profile as its
-``params.yaml`` and runs ``dvc repro`` (the real pipeline: prepare, judge, reference, train, sample,
+``params.yaml`` and runs ``dvc repro`` (the real pipeline: prepare, filter, reference, train, sample,
 evaluate, publish, report); the table reads ``data/evaluation/<generator>/metrics.json``.
 
 - ``full``: ``params-mnist.yaml``: all 60,000 MNIST train images (51,000 train + 9,000 val), 6,000 synthetic
@@ -101,7 +101,7 @@ def rows_for(protocol: str, root: Path, params: dict, times: dict[str, float]) -
             print(f"{protocol} {name}: no metrics (its stages failed; see the log)")
             continue
         m = json.loads(path.read_text())
-        seconds = sum(v for k, v in times.items() if k.endswith(f"@{name}")) + times.get("judge", 0.0)
+        seconds = sum(v for k, v in times.items() if k.endswith(f"@{name}")) + times.get("filter", 0.0)
         out.append({"protocol": protocol, "generator": name, **m, "stage_seconds": seconds,
                     "train_seconds": times.get(f"train@{name}"), "pipeline_seconds": sum(times.values())})
     return out

@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
         return s
 
     stage("prepare", "load the data source and write the train/val/test split")
-    stage("judge", "train the judge of classifier-filtered sampling on the real train split (filter.enabled)")
+    stage("filter", "train the classifier of classifier-filtered sampling on the real train split (filter.enabled)")
     stage("reference", "train the real-data baseline classifiers and the domain feature extractor")
     for name, help_ in (("train", "train generators"), ("sample", "sample synthetic + augmented datasets"),
                         ("evaluate", "score synthetic datasets (FID, KID, PRDC, downstream check) and gate them")):

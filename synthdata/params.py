@@ -31,7 +31,7 @@ class PathsParams(Section):
     evaluation: str = "data/evaluation"
     published: str = "data/published"
     report: str = "data/report"
-    judge: str = "data/judge"
+    filter: str = "data/filter"
 
 
 class DataParams(Section):
@@ -128,11 +128,11 @@ class ClassifierParams(Section):
 
 class FilterParams(Section):
     """Classifier-filtered sampling: a synthetic image is kept only if a classifier trained on the real
-    train split (the ``judge``; it never sees val or test) predicts its label."""
+    train split (the ``filter`` stage's classifier; it never sees val or test) predicts its label."""
 
     enabled: bool = False
-    min_confidence: float = Field(0.0, ge=0, lt=1, description="also require the judge's probability of the "
-                                  "label to reach this")
+    min_confidence: float = Field(0.0, ge=0, lt=1, description="also require the filter classifier's "
+                                  "probability of the label to reach this")
     max_draws: int = Field(20, ge=1, le=10_000, description="candidates per kept image before a class is given "
                            "up on with an error")
     seed: int = Field(0, ge=0)
@@ -193,6 +193,10 @@ class Params(Section):
         if moved:
             raise ValueError(f"train.{moved[0]} moved to runtime.{moved[0]} (a section of its own: every stage that "
                              "runs networks reads it); move the key there")
+        paths = raw.get("paths") if isinstance(raw, dict) else None
+        if isinstance(paths, dict) and "judge" in paths:
+            raise ValueError("paths.judge was renamed paths.filter (the 'filter' stage: one name for classifier-"
+                             "filtered sampling); rename the key")
         return raw
 
     @field_validator("generators")

@@ -3,8 +3,8 @@ dataset (the real train split plus the synthetic images, told apart by the ``sou
 
 Images stream to disk batch by batch; every image's ``seed`` and ``checkpoint_sha256`` are recorded, so
 ``load_generator(ckpt).generate([label_id], seed)`` remakes it bit for bit: image i uses latent seed
-``sample.seed + i`` (classes in order), or, with ``filter.enabled``, the seeds the judge accepted
-(see :mod:`synthdata.judge`; ``filter.json`` has each class's acceptance rate). Both datasets appear
+``sample.seed + i`` (classes in order), or, with ``filter.enabled``, the seeds the filter classifier accepted
+(see :mod:`synthdata.filtering`; ``filter.json`` has each class's acceptance rate). Both datasets appear
 together, only when both are complete.
 """
 
@@ -24,7 +24,7 @@ from synthdata import locks
 from synthdata.checkpoint import load_generator
 from synthdata.dataset import DatasetWriter, dataset_card, read_metadata
 from synthdata.errors import SynthdataError
-from synthdata.filtering import CLASS_STRIDE, Judge, filtered_class
+from synthdata.filtering import CLASS_STRIDE, FilterClassifier, filtered_class
 from synthdata.fsutil import atomic_dir, check_free_space, existing_ancestor, write_json
 from synthdata.params import Params, SampleParams, resolved
 from synthdata.runtime import setup_device
@@ -81,7 +81,7 @@ def _device(folder: str | os.PathLike) -> int:
 def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
         progress: bool | None = None) -> dict:
     p = params.paths
-    reads = [p.prepared, p.judge] + ([] if checkpoint else [Path(p.models) / name])
+    reads = [p.prepared, p.filter] + ([] if checkpoint else [Path(p.models) / name])
     with locks.hold(writes=[Path(p.synthetic) / name, Path(p.augmented) / name], reads=reads):
         return _run(params, name, checkpoint, progress)
 
@@ -101,23 +101,24 @@ def _run(params: Params, name: str, checkpoint: str | os.PathLike | None, progre
                              "train it on this prepared data")
     check_space(params, name, plan.total, model.image_shape, len(real_meta))
     provenance = [f"generator: {name}", f"checkpoint sha256: {model.checkpoint_sha256}",
-                  (f"latent seeds of class k: from {sp.seed} + k * 2**32, those the judge accepted (the `seed` column)"
+                  (f"latent seeds of class k: from {sp.seed} + k * 2**32, those the filter classifier accepted "
+                   "(the `seed` column)"
                    if params.filter.enabled else
                    f"latent seeds {sp.seed}..{sp.seed + plan.total - 1} (the `seed` column)")]
     license_ = "Synthetic images made by a generator trained on the real data: same license as the real data."
     with contextlib.ExitStack() as stack:
         syn_dir = stack.enter_context(atomic_dir(Path(params.paths.synthetic) / name))
         aug_dir = stack.enter_context(atomic_dir(Path(params.paths.augmented) / name))
-        judge = Judge(params, class_names, device) if params.filter.enabled else None
+        clf = FilterClassifier(params, class_names, device) if params.filter.enabled else None
         # On the CPU the writer processes sample too (each with one thread, the model inherited by fork);
-        # on a GPU, or when the judge filters, this process samples and the workers only encode and write.
-        producer = None if device.type == "cuda" or judge else functools.partial(_produce, model, plan)
+        # on a GPU, or when the filter classifier filters, this process samples and the workers only encode and write.
+        producer = None if device.type == "cuda" or clf else functools.partial(_produce, model, plan)
         writer = DatasetWriter(syn_dir, class_names, workers=sp.workers, producer=producer)
         bar = tqdm(total=plan.total, desc=f"sample {name}", unit="img", mininterval=1.0,
                    disable=(None if progress is None else not progress))
         meta = dict(split="train", source="synthetic", generator=name, checkpoint_sha256=model.checkpoint_sha256)
         try:
-            if judge is None:
+            if clf is None:
                 for lo in range(0, plan.total, sp.batch_size):
                     hi = min(lo + sp.batch_size, plan.total)
                     images = (lo, hi) if producer else _produce(model, plan, lo, hi)
@@ -129,7 +130,7 @@ def _run(params: Params, name: str, checkpoint: str | os.PathLike | None, progre
                 for k, (cls, count) in enumerate(zip(class_names, counts)):
                     drawn = 0
                     for images, seeds_k, drawn in filtered_class(
-                            model.generate_from_seeds, judge, k, count, sp.seed + k * CLASS_STRIDE, sp.batch_size,
+                            model.generate_from_seeds, clf, k, count, sp.seed + k * CLASS_STRIDE, sp.batch_size,
                             params.filter.max_draws, cls):
                         writer.add(images, np.full(len(seeds_k), k), [f"{name}-{i:07d}" for i in
                                                                       range(done, done + len(seeds_k))],
@@ -138,11 +139,11 @@ def _run(params: Params, name: str, checkpoint: str | os.PathLike | None, progre
                         bar.update(len(seeds_k))
                     acceptance.append({"class": cls, "class_id": k, "kept": count, "drawn": drawn,
                                        "acceptance_rate": count / drawn})
-                provenance.append("classifier-filtered: kept only images the judge (a classifier trained on "
+                provenance.append("classifier-filtered: kept only images the filter classifier (trained on "
                                   f"{params.paths.prepared}/train only) labels as their class; acceptance "
                                   + ", ".join(f"{a['class']} {a['acceptance_rate']:.1%}" for a in acceptance))
                 write_json(syn_dir / "filter.json", {
-                    "min_confidence": params.filter.min_confidence, "judge_sha256": judge.info["sha256"],
+                    "min_confidence": params.filter.min_confidence, "classifier_sha256": clf.info["sha256"],
                     "acceptance_rate": sum(counts) / sum(a["drawn"] for a in acceptance), "per_class": acceptance})
             bar.close()
         finally:

@@ -42,7 +42,7 @@ def tiny_params(tmp: Path, **sections) -> dict:
         "generators": ["cgan", "cvae"],
         "paths": {k: str(tmp / "data" / k)
                   for k in ("prepared", "models", "synthetic", "augmented", "reference", "evaluation", "published",
-                            "report", "judge")},
+                            "report", "filter")},
         "runtime": {"device": "cpu", "threads": 1},
         "data": {"source": "sklearn-digits"},
         "prepare": {"seed": 0},

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 def pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipe")
     params = write_params(tmp)
-    for stage in ("prepare", "train", "judge", "reference", "sample", "evaluate", "publish", "report"):
+    for stage in ("prepare", "train", "filter", "reference", "sample", "evaluate", "publish", "report"):
         result = run_cli(stage, "--params", str(params))
         assert result.returncode == 0, stage + ": " + result.stderr
     return tmp, params

@@ -19,7 +19,7 @@ from tests.conftest import AFTER_PUBLISH, other_generator, ran_stages, run_tool
 
 pytestmark = pytest.mark.e2e
 
-ALL_STAGES = {"prepare", "judge", "reference", "train@cgan", "train@cvae", "sample@cgan", "sample@cvae",
+ALL_STAGES = {"prepare", "filter", "reference", "train@cgan", "train@cvae", "sample@cgan", "sample@cvae",
               "evaluate@cgan", "evaluate@cvae", "publish", "report"}
 AFTER_SAMPLE = {"sample@cgan", "sample@cvae", "evaluate@cgan", "evaluate@cvae", "publish", "report"}
 

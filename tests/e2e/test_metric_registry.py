@@ -26,7 +26,7 @@ def _brightness_gap(x: Inputs) -> Result:
 
 def test_a_registered_metric_reaches_metrics_card_manifest_and_report(tmp_path):
     params_file = write_params(tmp_path, generators=["cgan"])
-    for argv in (["prepare"], ["reference"], ["judge"], ["train", "--generator", "cgan"],
+    for argv in (["prepare"], ["reference"], ["filter"], ["train", "--generator", "cgan"],
                  ["sample", "--generator", "cgan"]):
         result = run_cli(*argv, "--params", str(params_file))
         assert result.returncode == 0, result.stderr

@@ -19,7 +19,8 @@ import pytest
 import torch
 import yaml
 
-from synthdata import filtering, judge, prepare, sample, train
+from synthdata import filter as filter_stage
+from synthdata import filtering, prepare, sample, train
 from synthdata.checkpoint import load_generator
 from synthdata.dataset import SPLITS, check_disjoint, load_dataset, read_metadata
 from synthdata.params import load_params
@@ -97,7 +98,7 @@ def test_mnist_source_and_low_data_split(mnist_subset: Path, tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def filtered_run(mnist_subset: Path, tmp_path_factory) -> Path:
-    """Low-data prepare, then judge, train and filtered sample with the val and test splits moved away (so
+    """Low-data prepare, then filter, train and filtered sample with the val and test splits moved away (so
     nothing in them can be read)."""
     root = tmp_path_factory.mktemp("filtered")
     params = load_params(_params(root, mnist_subset))
@@ -106,28 +107,28 @@ def filtered_run(mnist_subset: Path, tmp_path_factory) -> Path:
     (root / "hidden").mkdir()
     for split in ("val", "test"):
         shutil.move(prepared / split, root / "hidden" / split)
-    (root / "judge-run.json").write_text(json.dumps(judge.run(params)))
+    (root / "filter-run.json").write_text(json.dumps(filter_stage.run(params)))
     train.run(params, "cvae", progress=False)
     sample.run(params, "cvae", progress=False)
     return root
 
 
 def test_filtered_sampling_sees_only_the_low_data_train_split(mnist_subset: Path, filtered_run: Path):
-    """judge, train and sample ran without the val and test splits; the judge and the generator were trained
-    on the K-per-class train split only; every kept image is one the judge accepts; acceptance rates and
-    seeds are recorded; each image is remade from its seed; the result does not depend on the batch size."""
+    """filter, train and sample ran without the val and test splits; the filter classifier and the generator were
+    trained on the K-per-class train split only; every kept image is one the filter classifier accepts; acceptance
+    rates and seeds are recorded; each image is remade from its seed; the result does not depend on the batch size."""
     tmp_path = filtered_run
     params = load_params(tmp_path / "params.yaml")
     prepared = Path(params.paths.prepared)
-    info = json.loads((tmp_path / "judge-run.json").read_text())
+    info = json.loads((tmp_path / "filter-run.json").read_text())
     assert info["enabled"] and info["n_train"] == 10 * K
-    record = json.loads((Path(params.paths.judge) / filtering.INFO).read_text())
+    record = json.loads((Path(params.paths.filter) / filtering.INFO).read_text())
     assert record["trained_on"].endswith("prepared/train") and record["n_train"] == 10 * K
 
     syn = Path(params.paths.synthetic) / "cvae"
     data = load_dataset(syn)
     assert torch.bincount(data.labels, minlength=10).tolist() == [6] * 10
-    j = filtering.Judge(params, data.class_names, torch.device("cpu"))
+    j = filtering.FilterClassifier(params, data.class_names, torch.device("cpu"))
     for k in range(10):
         assert j.accepts(data.images[data.labels == k], k).all()
 
@@ -135,7 +136,7 @@ def test_filtered_sampling_sees_only_the_low_data_train_split(mnist_subset: Path
     per_class = stats["per_class"]
     assert [c["kept"] for c in per_class] == [6] * 10 and all(c["drawn"] >= 6 for c in per_class)
     assert stats["acceptance_rate"] == pytest.approx(60 / sum(c["drawn"] for c in per_class))
-    assert stats["acceptance_rate"] < 1  # a young generator: the judge turned some candidates down
+    assert stats["acceptance_rate"] < 1  # a young generator: the filter classifier turned some candidates down
     assert "acceptance" in (syn / "README.md").read_text()
     seeds = data.metadata["seed"].to_numpy()
     for k, c in enumerate(per_class):
@@ -172,8 +173,8 @@ def test_filter_that_cannot_fill_a_class_stops_cleanly(mnist_subset: Path, filte
     assert "Traceback" not in proc.stderr and syn.read_bytes() == before
 
 
-def test_judge_is_not_trained_when_filtering_is_off(mnist_subset: Path, tmp_path: Path):
+def test_filter_classifier_is_not_trained_when_filtering_is_off(mnist_subset: Path, tmp_path: Path):
     params = load_params(_params(tmp_path, mnist_subset, filter={"enabled": False}))
     prepare.run(params)
-    assert judge.run(params) == {"enabled": False}
-    assert not (Path(params.paths.judge) / filtering.FILE).exists()
+    assert filter_stage.run(params) == {"enabled": False}
+    assert not (Path(params.paths.filter) / filtering.FILE).exists()

@@ -89,7 +89,7 @@ def test_minibatch_std_is_checked_by_the_config_and_changes_the_discriminator():
 
 
 class _Oracle:
-    """A judge that accepts a candidate when its seed is divisible by 3 (the image carries its seed)."""
+    """A filter classifier that accepts a candidate when its seed is divisible by 3 (the image carries its seed)."""
 
     def accepts(self, images: torch.Tensor, label: int) -> np.ndarray:
         return (images[:, 0, 0, 0].numpy().astype(np.int64) % 3) == 0

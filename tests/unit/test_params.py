@@ -154,3 +154,11 @@ def test_train_device_and_threads_moved_to_runtime(tmp_path, key):
     assert f"train.{key} moved to runtime.{key}" in str(exc.value) and "\n" not in str(exc.value)
     path.write_text(f"runtime:\n  {key}: {'cpu' if key == 'device' else 1}\n")
     assert getattr(load_params(path).runtime, key) == ("cpu" if key == "device" else 1)
+
+
+def test_paths_judge_was_renamed_paths_filter(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("paths:\n  judge: data/judge\n")
+    with pytest.raises(SynthdataError) as exc:
+        load_params(path)
+    assert "paths.judge was renamed paths.filter" in str(exc.value) and "\n" not in str(exc.value)
