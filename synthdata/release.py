@@ -114,13 +114,29 @@ def run(params: Params, remote: str | None = None) -> dict:
 
 
 def _run(params: Params, remote: str | None, root: Path) -> dict:
-    from dvc.exceptions import DvcException
-    from dvc.repo import Repo
-
     manifest = read_manifest(params)
     if not manifest["published"]:
         raise GateFailed(f"nothing to release: {manifest['reason']}")
-    name = params.publish.name
+    _check_clean(root)
+    name, rows = params.publish.name, read_table(root)
+    done = versions(root, name)
+    for row in reversed(rows):
+        if row["version"] in {f"{name}-v{n}" for n in done} and row["dataset_id"] == manifest["dataset_id"]:
+            return {"version": row["version"], "released": False, "dataset_id": manifest["dataset_id"],
+                    "note": "identical to an existing version; nothing to do"}
+    remote_name, pushed = _push(root, remote)
+    version = f"{name}-v{(done[-1] if done else 0) + 1}"
+    path = f"{Path(params.paths.published).as_posix()}/{DATASET}"
+    _record(root, manifest, rows, version, path, remote_name)
+    return {"version": version, "released": True, "dataset_id": manifest["dataset_id"], "pushed_files": pushed,
+            "get": f"dvc get <this repo> {path} --rev {version}"}
+
+
+def _check_clean(root: Path) -> None:
+    """Refuse unless ``dvc status`` is clean and no tracked file but the allowed ones has uncommitted changes."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
     try:
         with Repo(str(root)) as repo:
             stale = repo.status()
@@ -135,30 +151,30 @@ def _run(params: Params, remote: str | None, root: Path) -> dict:
         raise SynthdataError(f"uncommitted changes to {', '.join(dirty[:3])}: commit them first, so that the "
                              "release tag rebuilds this dataset")
 
-    rows = read_table(root)
-    done = versions(root, name)
-    for row in reversed(rows):
-        if row["version"] in {f"{name}-v{n}" for n in done} and row["dataset_id"] == manifest["dataset_id"]:
-            return {"version": row["version"], "released": False, "dataset_id": manifest["dataset_id"],
-                    "note": "identical to an existing version; nothing to do"}
+
+def _push(root: Path, remote: str | None) -> tuple[str, int]:
+    """``dvc push`` every output; returns (the remote's name, files pushed)."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
 
     try:
         with Repo(str(root)) as repo:
             remote_name = remote or repo.config["core"].get("remote")
             if not remote_name:
                 raise SynthdataError("no DVC remote: add one with 'dvc remote add -d NAME URL' (see docs/pipeline.md)")
-            pushed = repo.push(remote=remote_name)
+            return remote_name, repo.push(remote=remote_name)
     except (DvcException, OSError) as exc:
         raise _dvc_error(exc, f"dvc push to remote '{remote or 'default'}' failed; nothing was released") from None
 
-    version = f"{name}-v{(done[-1] if done else 0) + 1}"
+
+def _record(root: Path, manifest: dict, rows: list[dict], version: str, path: str, remote_name: str) -> None:
+    """The row of ``published.csv``, committed aside with dvc.lock and params.yaml, and the tag: the branch
+    and the tag move together; on any failure the table is put back as it was."""
     s, keys = manifest["scores"], [c.key for c in registry.columns() if c.release]
-    path = f"{Path(params.paths.published).as_posix()}/{DATASET}"
     row = {"version": version, "released_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
            "dataset_id": manifest["dataset_id"], "generator": manifest["generator"], "images": manifest["images"],
            "real_images": manifest["real_images"], "synthetic_images": manifest["synthetic_images"],
-           **{k: s.get(k) for k in keys},
-           "path": path, "remote": remote_name}
+           **{k: s.get(k) for k in keys}, "path": path, "remote": remote_name}
     table = root / TABLE
     before = table.read_bytes() if table.exists() else None
     files = [TABLE, "dvc.lock", "params.yaml"]
@@ -181,5 +197,3 @@ def _run(params: Params, remote: str | None, root: Path) -> dict:
             atomic_write_bytes(table, before)
         raise
     _git(root, "reset", "-q", "--", *files)  # the index follows the branch (the working tree already does)
-    return {"version": version, "released": True, "dataset_id": manifest["dataset_id"], "pushed_files": pushed,
-            "get": f"dvc get <this repo> {path} --rev {version}"}

@@ -74,34 +74,39 @@ def _run(params: Params) -> dict:
              "trained on real, synthetic or real + synthetic data.", ""]
     with atomic_dir(params.paths.report) as tmp:
         for r in rows:
-            name = r["generator"]
-            parts += [f"## {name}", ""]
-            for c in json.loads((Path(params.paths.evaluation) / name / "gate.json").read_text())["checks"]:
-                mark = "passed" if c["passed"] else "FAILED"
-                parts.append(f"- gate {c['check']}: {c['value']:.3f} {c['op']} {c['limit']} ({c['detail']}): {mark}")
-            s = r["scores"]
-            if s.get("class_fid_max_over_median") is not None:
-                parts.append(f"- per-class FID: worst class / median class = {s['class_fid_max_over_median']:.2f}"
-                             + (f" (relative to each class's real-vs-real floor: "
-                                f"{s['class_fid_ratio_max_over_median']:.2f})"
-                                if s.get("class_fid_ratio_max_over_median") is not None else ""))
-            if s.get("filter_acceptance") is not None:
-                table = pd.read_csv(Path(params.paths.evaluation) / name / "per_class.csv")
-                per = ", ".join(f"{c} {a:.0%}" for c, a in zip(table["class"], table["acceptance_rate"]))
-                parts.append(f"- classifier filter: kept {s['filter_acceptance']:.1%} of candidates ({per})")
-            parts.append("")
-            losses = Path(params.paths.models) / name / LOSSES
-            if losses.exists():
-                plots.line_chart(pd.read_csv(losses), "step", tmp / f"{name}_losses.png", f"{name}: training losses")
-                parts += [f"![{name} training losses]({name}_losses.png)", ""]
-            for chart in CHARTS:
-                src = Path(params.paths.evaluation) / name / chart
-                if src.exists():
-                    shutil.copy2(src, tmp / f"{name}_{chart}")
-                    parts += [f"![{name} {chart[:-4]}]({name}_{chart})", ""]
+            parts += _generator_section(params, r, tmp)
         card = published / DATASET / "README.md"
         if manifest["published"] and card.exists():
             body = "\n".join("#" + line if line.startswith("#") else line for line in card.read_text().splitlines())
             parts += ["## Dataset card of the published dataset", "", body, ""]
         (tmp / "report.md").write_text("\n".join(parts))
     return {"report": str(Path(params.paths.report) / "report.md"), "published": manifest["published"]}
+
+
+def _generator_section(params: Params, r: dict, tmp: Path) -> list[str]:
+    """One generator's gate checks, per-class spread, filter acceptance and charts (copied into ``tmp``)."""
+    name, s = r["generator"], r["scores"]
+    parts = [f"## {name}", ""]
+    for c in json.loads((Path(params.paths.evaluation) / name / "gate.json").read_text())["checks"]:
+        mark = "passed" if c["passed"] else "FAILED"
+        parts.append(f"- gate {c['check']}: {c['value']:.3f} {c['op']} {c['limit']} ({c['detail']}): {mark}")
+    if s.get("class_fid_max_over_median") is not None:
+        parts.append(f"- per-class FID: worst class / median class = {s['class_fid_max_over_median']:.2f}"
+                     + (f" (relative to each class's real-vs-real floor: "
+                        f"{s['class_fid_ratio_max_over_median']:.2f})"
+                        if s.get("class_fid_ratio_max_over_median") is not None else ""))
+    if s.get("filter_acceptance") is not None:
+        table = pd.read_csv(Path(params.paths.evaluation) / name / "per_class.csv")
+        per = ", ".join(f"{c} {a:.0%}" for c, a in zip(table["class"], table["acceptance_rate"]))
+        parts.append(f"- classifier filter: kept {s['filter_acceptance']:.1%} of candidates ({per})")
+    parts.append("")
+    losses = Path(params.paths.models) / name / LOSSES
+    if losses.exists():
+        plots.line_chart(pd.read_csv(losses), "step", tmp / f"{name}_losses.png", f"{name}: training losses")
+        parts += [f"![{name} training losses]({name}_losses.png)", ""]
+    for chart in CHARTS:
+        src = Path(params.paths.evaluation) / name / chart
+        if src.exists():
+            shutil.copy2(src, tmp / f"{name}_{chart}")
+            parts += [f"![{name} {chart[:-4]}]({name}_{chart})", ""]
+    return parts

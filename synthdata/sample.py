@@ -100,68 +100,93 @@ def _run(params: Params, name: str, checkpoint: str | os.PathLike | None, progre
         raise SynthdataError(f"{ckpt}: generator classes {class_names} differ from {real_dir} {real_classes}; "
                              "train it on this prepared data")
     check_space(params, name, plan.total, model.image_shape, len(real_meta))
-    provenance = [f"generator: {name}", f"checkpoint sha256: {model.checkpoint_sha256}",
-                  (f"latent seeds of class k: from {sp.seed} + k * 2**32, those the filter classifier accepted "
-                   "(the `seed` column)"
-                   if params.filter.enabled else
-                   f"latent seeds {sp.seed}..{sp.seed + plan.total - 1} (the `seed` column)")]
-    license_ = "Synthetic images made by a generator trained on the real data: same license as the real data."
+    provenance = _provenance(params, name, model.checkpoint_sha256, plan.total)
     with contextlib.ExitStack() as stack:
         syn_dir = stack.enter_context(atomic_dir(Path(params.paths.synthetic) / name))
         aug_dir = stack.enter_context(atomic_dir(Path(params.paths.augmented) / name))
         clf = FilterClassifier(params, class_names, device) if params.filter.enabled else None
-        # On the CPU the writer processes sample too (each with one thread, the model inherited by fork);
-        # on a GPU, or when the filter classifier filters, this process samples and the workers only encode and write.
+        # On the CPU the writer processes sample too (each with one thread, the model inherited by fork); on a
+        # GPU, or when the filter classifier filters, this process samples and the workers only encode and write.
         producer = None if device.type == "cuda" or clf else functools.partial(_produce, model, plan)
         writer = DatasetWriter(syn_dir, class_names, workers=sp.workers, producer=producer)
         bar = tqdm(total=plan.total, desc=f"sample {name}", unit="img", mininterval=1.0,
                    disable=(None if progress is None else not progress))
-        meta = dict(split="train", source="synthetic", generator=name, checkpoint_sha256=model.checkpoint_sha256)
         try:
             if clf is None:
-                for lo in range(0, plan.total, sp.batch_size):
-                    hi = min(lo + sp.batch_size, plan.total)
-                    images = (lo, hi) if producer else _produce(model, plan, lo, hi)
-                    writer.add(images, plan.labels(lo, hi), [f"{name}-{i:07d}" for i in range(lo, hi)],
-                               seeds=plan.seeds(lo, hi), **meta)
-                    bar.update(hi - lo)
+                _write_plain(writer, model, plan, producer, name, sp.batch_size, bar)
             else:
-                acceptance, done = [], 0
-                for k, (cls, count) in enumerate(zip(class_names, counts)):
-                    drawn = 0
-                    for images, seeds_k, drawn in filtered_class(
-                            model.generate_from_seeds, clf, k, count, sp.seed + k * CLASS_STRIDE, sp.batch_size,
-                            params.filter.max_draws, cls):
-                        writer.add(images, np.full(len(seeds_k), k), [f"{name}-{i:07d}" for i in
-                                                                      range(done, done + len(seeds_k))],
-                                   seeds=seeds_k, **meta)
-                        done += len(seeds_k)
-                        bar.update(len(seeds_k))
-                    acceptance.append({"class": cls, "class_id": k, "kept": count, "drawn": drawn,
-                                       "acceptance_rate": count / drawn})
-                provenance.append("classifier-filtered: kept only images the filter classifier (trained on "
-                                  f"{params.paths.prepared}/train only) labels as their class; acceptance "
-                                  + ", ".join(f"{a['class']} {a['acceptance_rate']:.1%}" for a in acceptance))
-                write_json(syn_dir / "filter.json", {
-                    "min_confidence": params.filter.min_confidence, "classifier_sha256": clf.info["sha256"],
-                    "acceptance_rate": sum(counts) / sum(a["drawn"] for a in acceptance), "per_class": acceptance})
+                provenance.append(_write_filtered(writer, model, clf, counts, params, name, syn_dir, bar))
             bar.close()
         finally:
             writer.close(dataset_card(f"Synthetic {name} dataset", f"{plan.total} images sampled "
                                       f"class by class from the `{name}` generator.", dict(writer.counts),
-                                      class_names, provenance, license_))
+                                      class_names, provenance, LICENSE))
         write_json(syn_dir / "params.json", resolved(params))
-        aug = DatasetWriter(aug_dir, class_names, workers=sp.workers)
-        try:
-            aug.add_files(real_dir, real_meta)
-            for batch in pq.ParquetFile(syn_dir / "metadata.parquet").iter_batches(batch_size=20_000):
-                aug.add_files(syn_dir, batch.to_pandas())
-        finally:
-            aug.close(dataset_card(
-                f"Augmented dataset: real train split + {name}",
-                f"{len(real_meta)} real training images and {plan.total} synthetic images; the `source` "
-                "column tells them apart.", dict(aug.counts), class_names,
-                provenance + [f"real images: {real_dir}"], license_))
-        write_json(aug_dir / "params.json", resolved(params))
+        _write_augmented(aug_dir, syn_dir, real_dir, real_meta, class_names, provenance, params, name, plan.total)
     return {"generator": name, "n_synthetic": plan.total, "n_augmented": plan.total + len(real_meta),
             "checkpoint_sha256": model.checkpoint_sha256}
+
+
+def _provenance(params: Params, name: str, sha: str, total: int) -> list[str]:
+    seed = params.sample.seed
+    seeds = (f"latent seeds of class k: from {seed} + k * 2**32, those the filter classifier accepted (the `seed` "
+             "column)" if params.filter.enabled else f"latent seeds {seed}..{seed + total - 1} (the `seed` column)")
+    return [f"generator: {name}", f"checkpoint sha256: {sha}", seeds]
+
+
+LICENSE = "Synthetic images made by a generator trained on the real data: same license as the real data."
+
+
+def _meta(name: str, model) -> dict:
+    return dict(split="train", source="synthetic", generator=name, checkpoint_sha256=model.checkpoint_sha256)
+
+
+def _write_plain(writer: DatasetWriter, model, plan: Plan, producer, name: str, batch: int, bar) -> None:
+    """Every row of the plan, in order: the writer processes generate them (``producer``), or this one does."""
+    for lo in range(0, plan.total, batch):
+        hi = min(lo + batch, plan.total)
+        images = (lo, hi) if producer else _produce(model, plan, lo, hi)
+        writer.add(images, plan.labels(lo, hi), [f"{name}-{i:07d}" for i in range(lo, hi)],
+                   seeds=plan.seeds(lo, hi), **_meta(name, model))
+        bar.update(hi - lo)
+
+
+def _write_filtered(writer: DatasetWriter, model, clf: FilterClassifier, counts: list[int], params: Params,
+                    name: str, syn_dir: Path, bar) -> str:
+    """Class by class, the candidates the filter classifier accepts; writes ``filter.json`` (acceptance rates)
+    and returns the provenance line."""
+    sp, acceptance, done = params.sample, [], 0
+    for k, (cls, count) in enumerate(zip(model.class_names, counts)):
+        drawn = 0
+        for images, seeds_k, drawn in filtered_class(model.generate_from_seeds, clf, k, count,
+                                                     sp.seed + k * CLASS_STRIDE, sp.batch_size,
+                                                     params.filter.max_draws, cls):
+            writer.add(images, np.full(len(seeds_k), k), [f"{name}-{i:07d}" for i in range(done, done + len(seeds_k))],
+                       seeds=seeds_k, **_meta(name, model))
+            done += len(seeds_k)
+            bar.update(len(seeds_k))
+        acceptance.append({"class": cls, "class_id": k, "kept": count, "drawn": drawn,
+                           "acceptance_rate": count / drawn})
+    write_json(syn_dir / "filter.json", {
+        "min_confidence": params.filter.min_confidence, "classifier_sha256": clf.info["sha256"],
+        "acceptance_rate": sum(counts) / sum(a["drawn"] for a in acceptance), "per_class": acceptance})
+    return ("classifier-filtered: kept only images the filter classifier (trained on "
+            f"{params.paths.prepared}/train only) labels as their class; acceptance "
+            + ", ".join(f"{a['class']} {a['acceptance_rate']:.1%}" for a in acceptance))
+
+
+def _write_augmented(aug_dir: Path, syn_dir: Path, real_dir: Path, real_meta, class_names: list[str],
+                     provenance: list[str], params: Params, name: str, n_synthetic: int) -> None:
+    """The real train split plus the synthetic images (links, not copies, where the file system allows)."""
+    aug = DatasetWriter(aug_dir, class_names, workers=params.sample.workers)
+    try:
+        aug.add_files(real_dir, real_meta)
+        for batch in pq.ParquetFile(syn_dir / "metadata.parquet").iter_batches(batch_size=20_000):
+            aug.add_files(syn_dir, batch.to_pandas())
+    finally:
+        aug.close(dataset_card(
+            f"Augmented dataset: real train split + {name}",
+            f"{len(real_meta)} real training images and {n_synthetic} synthetic images; the `source` "
+            "column tells them apart.", dict(aug.counts), class_names,
+            provenance + [f"real images: {real_dir}"], LICENSE))
+    write_json(aug_dir / "params.json", resolved(params))

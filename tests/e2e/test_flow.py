@@ -1,13 +1,16 @@
 """The Prefect flow under Prefect's test harness (one server for the session), on a throw-away copy of the
 repository built with tiny settings: overrides recorded by DVC and committed by the release, stage logs in
 the run log, the markdown artifact, a bad parameter refused before anything runs, and a stage retried
-with backoff while another process holds DVC's repository lock."""
+with backoff while another process holds DVC's repository lock (released when the first attempt has failed,
+not after a fixed time)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -115,18 +118,44 @@ def test_flow_stops_on_a_user_error_without_retrying(committed: Path, prefect_ap
     assert {r.name: r.run_count for r in runs}["sample"] == 1
 
 
+def _release_after_first_failure(holder: subprocess.Popen, stage: str, done: threading.Event) -> None:
+    """Let the lock holder go once ``stage`` has failed once and waits for its retry (AwaitingRetry): the
+    first attempt always meets the lock and the retry (>= 2.5 s of backoff later) never does, however slow
+    the machine."""
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    try:
+        while not done.is_set():
+            with _client() as client:
+                runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[stage])))
+            if any(r.state is not None and r.state.name == "AwaitingRetry" for r in runs):
+                return
+            time.sleep(0.1)
+    finally:
+        holder.stdin.close()  # the holder leaves `with repo.lock` when its stdin closes
+
+
 def test_flow_retries_a_stage_while_dvc_is_locked(committed: Path, prefect_api):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from flows.pipeline import pipeline
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom dvc.repo import Repo\nwith Repo('.').lock:\n"
-         "    print('locked', flush=True)\n    time.sleep(8)\n"], cwd=committed, stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-c", "import sys\nfrom dvc.repo import Repo\nwith Repo('.').lock:\n"
+         "    print('locked', flush=True)\n    sys.stdin.read()\n"], cwd=committed, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True)
+    done = threading.Event()
+    watcher = threading.Thread(target=_release_after_first_failure, args=(holder, "prepare", done))
     try:
         assert holder.stdout.readline().strip() == "locked"
+        watcher.start()
         state = pipeline(release_dataset=False, repo=str(committed), return_state=True)
     finally:
+        done.set()
+        if watcher.ident:
+            watcher.join(timeout=30)
+        if not holder.stdin.closed:
+            holder.stdin.close()
         holder.wait(timeout=60)
     assert state.is_completed(), state.message
     with _client() as client:
