@@ -25,7 +25,13 @@ from synthdata.fsutil import atomic_write_bytes, sha256_file, write_json
 FORMAT = "synthdata-checkpoint/1"
 CLASSIFIER_FORMAT = "synthdata-classifier/1"
 FILE = "checkpoint.pt"
-LOSSES = "losses.csv"  # the training losses beside the checkpoint (a DVC plot)
+LOSSES = "losses.csv"  # the training losses beside the checkpoint (resume reads it back)
+
+
+def loss_plots(models: str | os.PathLike, name: str) -> Path:
+    """The folder of one ``step,<loss>`` CSV per loss that the train stage declares as its DVC plots (a
+    sibling of the model folder: DVC plots may not lie inside another output)."""
+    return Path(models) / f"{name}.losses"
 
 
 def _path(location: str | os.PathLike) -> Path:

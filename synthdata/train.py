@@ -22,7 +22,7 @@ from tqdm import tqdm
 from synthdata import checkpoint, generators, locks
 from synthdata.checkpoint import LOSSES
 from synthdata.dataset import load_dataset
-from synthdata.fsutil import replace_dir, sha256_file, write_json
+from synthdata.fsutil import atomic_dir, replace_dir, sha256_file, write_json
 from synthdata.params import Params, resolved
 from synthdata.runtime import setup_device
 from synthdata.seeding import derive
@@ -44,7 +44,8 @@ def _resume_point(out: Path, partial: Path, expect: dict) -> Path | None:
 
 def run(params: Params, name: str, resume: bool = True, progress: bool | None = None,
         on_step: Callable[[int], None] | None = None) -> dict:
-    with locks.hold(writes=[Path(params.paths.models) / name], reads=[params.paths.prepared]):
+    writes = [Path(params.paths.models) / name, checkpoint.loss_plots(params.paths.models, name)]
+    with locks.hold(writes=writes, reads=[params.paths.prepared]):
         return _run(params, name, resume, progress, on_step)
 
 
@@ -82,6 +83,7 @@ def _run(params: Params, name: str, resume: bool, progress: bool | None,
     write_json(partial / "params.json", resolved(params))
     # the file holds only what the inputs decide (byte-reproducible); timings and resumption are printed
     write_json(partial / "summary.json", {k: summary[k] for k in ("generator", "steps", "device")})
+    _write_loss_plots(checkpoint.loss_plots(params.paths.models, name), rows)
     replace_dir(partial, out)
     return summary
 
@@ -116,6 +118,17 @@ def _restore(name: str, model, optimizers, out: Path, partial: Path, meta: dict,
     partial.mkdir(parents=True, exist_ok=True)
     locks.remove_stale(partial / checkpoint.FILE)  # a half-written checkpoint of a killed run
     return start, rows
+
+
+def _write_loss_plots(folder: Path, rows: list[dict]) -> None:
+    """One ``step,<loss>`` CSV per loss (DVC draws one chart per file, its last column against ``step``)."""
+    keys = sorted({k for r in rows for k in r} - {"step"})
+    with atomic_dir(folder) as tmp:
+        for key in keys:
+            with open(tmp / f"{key}.csv", "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["step", key])
+                writer.writerows([r["step"], r[key]] for r in rows if key in r)
 
 
 def _save(folder: Path, model, optimizers, step: int, meta: dict, rows: list[dict]) -> None:
