@@ -30,8 +30,9 @@ def _peak_mb() -> dict:
     """Peak RSS of this process (VmHWM: unlike ru_maxrss it is not inherited across exec) and the
     largest peak of its finished worker processes (forked: they share the parent's library pages, which
     both figures count; ``import torch`` alone is ~0.5 GB of them)."""
-    hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
-               if line.startswith("VmHWM:"))
+    hwm = next(
+        int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:")
+    )
     return {"peak_rss_mb": hwm / 1024, "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
@@ -40,7 +41,7 @@ def _ready_made(n: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     out = np.empty((n, 1, 28, 28), np.uint8)
     for lo in range(0, n, 10_000):
-        out[lo:lo + 10_000] = (rng.integers(0, 5, out[lo:lo + 10_000].shape, dtype=np.uint8) == 0) * np.uint8(255)
+        out[lo : lo + 10_000] = (rng.integers(0, 5, out[lo : lo + 10_000].shape, dtype=np.uint8) == 0) * np.uint8(255)
     return out
 
 
@@ -58,7 +59,7 @@ def measure_pillow(n: int, work: Path) -> dict:
 
     images = _ready_made(n)[:, 0]
     cores = os.cpu_count() or 1
-    chunks = [(str(work), images[lo:lo + n // cores], lo) for lo in range(0, n, n // cores)]
+    chunks = [(str(work), images[lo : lo + n // cores], lo) for lo in range(0, n, n // cores)]
     with ProcessPoolExecutor(cores) as pool:
         t = time.perf_counter()
         list(pool.map(_pillow_worker, chunks))
@@ -74,9 +75,16 @@ def measure_writer(n: int, work: Path) -> dict:
     t = time.perf_counter()
     writer = DatasetWriter(work, [str(i) for i in range(10)])
     for lo in range(0, n, 1000):
-        writer.add(images[lo:lo + 1000], np.arange(lo, min(lo + 1000, n)) % 10,
-                   [f"s-{i:07d}" for i in range(lo, min(lo + 1000, n))], split="train", source="synthetic",
-                   generator="none", checkpoint_sha256="0" * 64, seeds=np.arange(lo, min(lo + 1000, n)))
+        writer.add(
+            images[lo : lo + 1000],
+            np.arange(lo, min(lo + 1000, n)) % 10,
+            [f"s-{i:07d}" for i in range(lo, min(lo + 1000, n))],
+            split="train",
+            source="synthetic",
+            generator="none",
+            checkpoint_sha256="0" * 64,
+            seeds=np.arange(lo, min(lo + 1000, n)),
+        )
     writer.close("# benchmark\n")
     return {"seconds": time.perf_counter() - t, **_peak_mb()}
 
@@ -88,16 +96,22 @@ def setup_sampling(work: Path, name: str, width: int | None) -> Path:
 
     rng = np.random.default_rng(0)
     np.savez(work / "real.npz", x=(rng.random((300, 28, 28)) * 255).astype(np.uint8), y=np.arange(300) % 10)
-    params = load_params(REPO / "params.yaml", {
-        "data.source": "npz", "data.path": str(work / "real.npz"),
-        **{f"paths.{k}": str(work / k) for k in ("prepared", "models", "synthetic", "augmented")}})
+    params = load_params(
+        REPO / "params.yaml",
+        {
+            "data.source": "npz",
+            "data.path": str(work / "real.npz"),
+            **{f"paths.{k}": str(work / k) for k in ("prepared", "models", "synthetic", "augmented")},
+        },
+    )
     prepare.run(params)
     cls = generators.get(name)
     config = params.generator_config(name)
     model = cls(config.model_copy(update={"width": width or config.width}), (1, 28, 28), 10)
     (work / "models" / name).mkdir(parents=True)
-    checkpoint.save(work / "models" / name, model, model.make_optimizers(), 0,
-                    {"class_names": [str(i) for i in range(10)]})
+    checkpoint.save(
+        work / "models" / name, model, model.make_optimizers(), 0, {"class_names": [str(i) for i in range(10)]}
+    )
     return work
 
 
@@ -105,10 +119,16 @@ def measure_sample(n: int, work: Path, name: str) -> dict:
     from synthdata import sample
     from synthdata.params import load_params
 
-    params = load_params(REPO / "params.yaml", {
-        "data.source": "npz", "data.path": str(work / "real.npz"), "runtime.device": "cpu",
-        "sample.per_class": n // 10,
-        **{f"paths.{k}": str(work / k) for k in ("prepared", "models", "synthetic", "augmented")}})
+    params = load_params(
+        REPO / "params.yaml",
+        {
+            "data.source": "npz",
+            "data.path": str(work / "real.npz"),
+            "runtime.device": "cpu",
+            "sample.per_class": n // 10,
+            **{f"paths.{k}": str(work / k) for k in ("prepared", "models", "synthetic", "augmented")},
+        },
+    )
     t = time.perf_counter()
     sample.run(params, name, progress=False)
     return {"seconds": time.perf_counter() - t, **_peak_mb()}
@@ -136,8 +156,14 @@ def bench_train() -> list[tuple]:
         for name in params.generators:
             t = time.perf_counter()
             s = train.run(params, name, progress=False)
-            rows.append((f"train {name} (default digits config, {s['steps']} steps)",
-                         f"{time.perf_counter() - t:.1f} s", f"{s['images_per_s']:.0f} img/s", "<= 120 s"))
+            rows.append(
+                (
+                    f"train {name} (default digits config, {s['steps']} steps)",
+                    f"{time.perf_counter() - t:.1f} s",
+                    f"{s['images_per_s']:.0f} img/s",
+                    "<= 120 s",
+                )
+            )
     return rows
 
 
@@ -172,8 +198,10 @@ def main() -> None:
         _measure(args, rows)
     finally:
         shutil.rmtree(SCRATCH, ignore_errors=True)
-    print(f"\ncores: {os.cpu_count()}  torch {torch.__version__}  threads {torch.get_num_threads()}  "
-          f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}  rounds: {args.rounds} (median)\n")
+    print(
+        f"\ncores: {os.cpu_count()}  torch {torch.__version__}  threads {torch.get_num_threads()}  "
+        f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}  rounds: {args.rounds} (median)\n"
+    )
     print("| measurement | time | rate / ratio | target |\n| --- | --- | --- | --- |")
     for r in rows:
         print("| " + " | ".join(r) + " |")
@@ -191,15 +219,24 @@ def _measure(args, rows: list) -> None:
     base = np.median([r["seconds"] for r in results[kinds[0]]])
     for k in kinds:
         sec = float(np.median([r["seconds"] for r in results[k]]))
-        label = {"pillow": "bare Pillow loop, ready-made PNGs", "writer": "synthdata DatasetWriter, ready-made images",
-                 "sample": f"synthdata sample {k[1]} (28x28, width {k[2] or 'default'})"}[k[0]]
+        label = {
+            "pillow": "bare Pillow loop, ready-made PNGs",
+            "writer": "synthdata DatasetWriter, ready-made images",
+            "sample": f"synthdata sample {k[1]} (28x28, width {k[2] or 'default'})",
+        }[k[0]]
         rss = max(r["peak_rss_mb"] for r in results[k])
         wrss = max(r["worker_rss_mb"] for r in results[k])
         mem = f"peak RSS main {rss:.0f} MB / worker {wrss:.0f} MB"
         if k in small:
             mem += f" (at {args.n // 5}: {small[k]['peak_rss_mb']:.0f} / {small[k]['worker_rss_mb']:.0f} MB)"
-        rows.append((f"{label}: {args.n} images", f"{sec:.1f} s ({args.n / sec:.0f} img/s)",
-                     f"{base / sec:.0%} of bare loop; {mem}", ">= 80%" if k[0] == "sample" else "-"))
+        rows.append(
+            (
+                f"{label}: {args.n} images",
+                f"{sec:.1f} s ({args.n / sec:.0f} img/s)",
+                f"{base / sec:.0%} of bare loop; {mem}",
+                ">= 80%" if k[0] == "sample" else "-",
+            )
+        )
 
 
 if __name__ == "__main__":

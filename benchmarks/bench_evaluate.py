@@ -49,14 +49,20 @@ def bench_frechet(repeats: int) -> list[tuple]:
         ref.append(time.perf_counter() - t)
     o, r = float(np.median(ours)), float(np.median(ref))
     rel = abs(value - ref_value) / abs(ref_value)
-    return [("Fréchet distance, 2048-d, eigenvalue method (synthdata)", f"{o:.2f} s",
-             f"{o / r:.1%} of sqrtm; rel. diff {rel:.1e}", "<= 20% of sqrtm"),
-            ("Fréchet distance, 2048-d, scipy.linalg.sqrtm", f"{r:.2f} s", "100%", "-")]
+    return [
+        (
+            "Fréchet distance, 2048-d, eigenvalue method (synthdata)",
+            f"{o:.2f} s",
+            f"{o / r:.1%} of sqrtm; rel. diff {rel:.1e}",
+            "<= 20% of sqrtm",
+        ),
+        ("Fréchet distance, 2048-d, scipy.linalg.sqrtm", f"{r:.2f} s", "100%", "-"),
+    ]
 
 
 def _rate(ex, images: torch.Tensor, label: str) -> tuple:
     """Throughput of one extractor, after one warm-up batch."""
-    ex(images[:ex.batch])
+    ex(images[: ex.batch])
     t = time.perf_counter()
     ex(images)
     s = time.perf_counter() - t
@@ -88,8 +94,13 @@ def bench_features(device: torch.device) -> list[tuple]:
         fe.load_state_dict_from_url, fe.FeatureExtractorInceptionV3.load_state_dict = orig
     n = 256 if device.type == "cpu" else 4096
     images = torch.randint(0, 256, (n, 3, 28, 28), dtype=torch.uint8)
-    rows.append(_rate(Extractor(net, lambda x: net(x)[0], 64, device), images,
-                      f"features: Inception-v3 pool3 (resized to 299), {device.type}"))
+    rows.append(
+        _rate(
+            Extractor(net, lambda x: net(x)[0], 64, device),
+            images,
+            f"features: Inception-v3 pool3 (resized to 299), {device.type}",
+        )
+    )
     return rows
 
 
@@ -101,8 +112,9 @@ def bench_stage() -> list[tuple]:
     rows, total = [], 0.0
     for args in [["reference"]] + [["evaluate", "--generator", n] for n in names]:
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "synthdata", *args], cwd=REPO, check=True, env=env,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "synthdata", *args], cwd=REPO, check=True, env=env, stdout=subprocess.DEVNULL
+        )
         s = time.perf_counter() - t
         total += s
         rows.append((f"synthdata {' '.join(args)} (default digits config)", f"{s:.1f} s", "-", "-"))
@@ -122,8 +134,10 @@ def main() -> None:
         rows += bench_features(torch.device("cuda"))
     if not args.skip_stage:
         rows += bench_stage()
-    print(f"\ncores: {os.cpu_count()}  torch {torch.__version__}  threads {torch.get_num_threads()}  "
-          f"gpu: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}\n")
+    print(
+        f"\ncores: {os.cpu_count()}  torch {torch.__version__}  threads {torch.get_num_threads()}  "
+        f"gpu: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}\n"
+    )
     print("| measurement | time | rate / ratio | target |\n| --- | --- | --- | --- |")
     for r in rows:
         print("| " + " | ".join(r) + " |")

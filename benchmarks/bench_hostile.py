@@ -58,8 +58,13 @@ def memory(tmp: Path, counts: list[int]) -> list[tuple]:
         t0 = time.perf_counter()
         out = _cli("sample", "--params", str(p))
         seconds = time.perf_counter() - t0
-        rows.append((f"synthdata sample, {n:,} per class ({10 * n:,} images)", f"{seconds:.1f} s",
-                     f"main {out['main_mb']:.0f} MB, largest worker {out['worker_mb']:.0f} MB"))
+        rows.append(
+            (
+                f"synthdata sample, {n:,} per class ({10 * n:,} images)",
+                f"{seconds:.1f} s",
+                f"main {out['main_mb']:.0f} MB, largest worker {out['worker_mb']:.0f} MB",
+            )
+        )
     return rows
 
 
@@ -87,13 +92,24 @@ def early(tmp: Path, tree: Path, per_class: int = 10_000_000, seconds: float = 2
     params = write_params(work, generators=["cgan"], sample={"seed": 0, "per_class": 20, "batch_size": 500})
     env = {**os.environ, "PYTHONPATH": str(tree)}
     for stage in ("prepare", "train"):
-        subprocess.run([sys.executable, "-m", "synthdata", stage, "--params", str(params)], cwd=tree, env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "synthdata", stage, "--params", str(params)],
+            cwd=tree,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     raw = yaml.safe_load(params.read_text())
     raw["sample"]["per_class"] = per_class
     params.write_text(yaml.safe_dump(raw))
-    proc = subprocess.Popen([sys.executable, "-c", EARLY, "sample", "--params", str(params)], cwd=tree, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EARLY, "sample", "--params", str(params)],
+        cwd=tree,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     peak, t0 = 0, time.monotonic()
     while time.monotonic() - t0 < seconds and proc.poll() is None:
         status = Path(f"/proc/{proc.pid}/status").read_text()
@@ -102,8 +118,11 @@ def early(tmp: Path, tree: Path, per_class: int = 10_000_000, seconds: float = 2
     written = sum(1 for _ in (work / "data/synthetic").glob(".cgan.tmp-*/*/*.png"))
     os.killpg(proc.pid, signal.SIGKILL)  # the whole group: older code left its writers running
     proc.wait()
-    return (f"first {seconds:.0f} s of a {per_class:,}-per-class sample ({tree.name})", f"{written:,} images written",
-            f"main {peak / 1024:.0f} MB")
+    return (
+        f"first {seconds:.0f} s of a {per_class:,}-per-class sample ({tree.name})",
+        f"{written:,} images written",
+        f"main {peak / 1024:.0f} MB",
+    )
 
 
 def micro_batches(rounds: int = 3) -> list[tuple]:
@@ -129,11 +148,16 @@ def micro_batches(rounds: int = 3) -> list[tuple]:
                 fixed.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 for lo in range(0, n, 500):
-                    g._generate_batch(labels[lo:lo + 500], seeds[lo:lo + 500])
+                    g._generate_batch(labels[lo : lo + 500], seeds[lo : lo + 500])
                 whole.append(time.perf_counter() - t0)
             f, w = sorted(fixed)[rounds // 2], sorted(whole)[rounds // 2]
-            rows.append((f"generate {name} {size}x{size}: batches of 64 vs 500 (1 thread)",
-                         f"{n / f:,.0f} vs {n / w:,.0f} img/s", f"{w / f:.0%} of the old rate"))
+            rows.append(
+                (
+                    f"generate {name} {size}x{size}: batches of 64 vs 500 (1 thread)",
+                    f"{n / f:,.0f} vs {n / w:,.0f} img/s",
+                    f"{w / f:.0%} of the old rate",
+                )
+            )
     return rows
 
 
@@ -154,8 +178,13 @@ def refusals(tmp: Path) -> list[tuple]:
         load_params(bomb)
     except SynthdataError as exc:
         msg = str(exc)
-    rows = [("params file with an alias bomb (9**9 values)", f"{(time.perf_counter() - t0) * 1e3:.0f} ms",
-             f"refused, message {len(msg)} characters")]
+    rows = [
+        (
+            "params file with an alias bomb (9**9 values)",
+            f"{(time.perf_counter() - t0) * 1e3:.0f} ms",
+            f"refused, message {len(msg)} characters",
+        )
+    ]
     root = tmp / "folder"
     for c in ("a", "b"):
         (root / c).mkdir(parents=True)
@@ -167,17 +196,27 @@ def refusals(tmp: Path) -> list[tuple]:
         load(DataParams(source="image-folder", path=str(root)))
     except SynthdataError as exc:
         msg = str(exc)
-    rows.append(("image folder with one 4100x4100 PNG", f"{(time.perf_counter() - t0) * 1e3:.0f} ms",
-                 "refused before decoding" if "limit" in msg else msg))
+    rows.append(
+        (
+            "image folder with one 4100x4100 PNG",
+            f"{(time.perf_counter() - t0) * 1e3:.0f} ms",
+            "refused before decoding" if "limit" in msg else msg,
+        )
+    )
     return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--counts", default="20,2000,20000", help="sample.per_class values, comma-separated")
-    ap.add_argument("--tree", action="append", type=Path, default=[],
-                    help="also measure the first seconds of a huge sample with the code of this checkout "
-                    "(repeatable; e.g. a git worktree of an older commit)")
+    ap.add_argument(
+        "--tree",
+        action="append",
+        type=Path,
+        default=[],
+        help="also measure the first seconds of a huge sample with the code of this checkout "
+        "(repeatable; e.g. a git worktree of an older commit)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

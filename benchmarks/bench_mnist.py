@@ -39,8 +39,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = {"full": "params-mnist.yaml", "low": "params-mnist-600.yaml"}
-ENV = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-       "PYTHONUNBUFFERED": "1"}
+ENV = {
+    **os.environ,
+    "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    "PYTHONUNBUFFERED": "1",
+}
 
 
 def configure(root: Path, profile: str, mnist: Path, overrides: list[str]) -> dict:
@@ -71,8 +74,14 @@ def repro(root: Path, log: Path) -> dict[str, float]:
     stage, t = None, time.perf_counter()
     with open(log, "w") as out:
         # --keep-going: a generator that fails (e.g. its filter cannot fill a class) does not stop the others
-        proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "--keep-going"], cwd=root, env=ENV, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dvc", "repro", "--keep-going"],
+            cwd=root,
+            env=ENV,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             out.write(line)
@@ -102,20 +111,33 @@ def rows_for(protocol: str, root: Path, params: dict, times: dict[str, float]) -
             continue
         m = json.loads(path.read_text())
         seconds = sum(v for k, v in times.items() if k.endswith(f"@{name}")) + times.get("filter", 0.0)
-        out.append({"protocol": protocol, "generator": name, **m, "stage_seconds": seconds,
-                    "train_seconds": times.get(f"train@{name}"), "pipeline_seconds": sum(times.values())})
+        out.append(
+            {
+                "protocol": protocol,
+                "generator": name,
+                **m,
+                "stage_seconds": seconds,
+                "train_seconds": times.get(f"train@{name}"),
+                "pipeline_seconds": sum(times.values()),
+            }
+        )
     return out
 
 
 def verdicts(r: dict) -> list[str]:
     acc = r["acc_real"], r["acc_synthetic"], r["acc_augmented"]
     worst = r.get("class_fid_max_over_median")
-    checks = [f"classes: worst FID / median {worst:.2f} {'OK' if worst is not None and worst <= 2 else 'MISSED'} (<= 2)"
-              if worst is not None else "classes: -"]
+    checks = [
+        f"classes: worst FID / median {worst:.2f} {'OK' if worst is not None and worst <= 2 else 'MISSED'} (<= 2)"
+        if worst is not None
+        else "classes: -"
+    ]
     if r["protocol"] == "full":
         gap, harm = acc[0] - acc[1], acc[2] - acc[0]
-        checks += [f"gap {100 * gap:.2f} pts {'OK' if gap <= 0.005 else 'MISSED'} (<= 0.5)",
-                   f"augmented - real {100 * harm:+.2f} pts {'OK' if harm >= -0.001 else 'MISSED'} (>= -0.1)"]
+        checks += [
+            f"gap {100 * gap:.2f} pts {'OK' if gap <= 0.005 else 'MISSED'} (<= 0.5)",
+            f"augmented - real {100 * harm:+.2f} pts {'OK' if harm >= -0.001 else 'MISSED'} (>= -0.1)",
+        ]
     else:
         gain = acc[2] - acc[0]
         checks.append(f"gain {100 * gain:+.2f} pts {'OK' if gain >= 0.03 else 'MISSED'} (>= +3)")
@@ -123,8 +145,10 @@ def verdicts(r: dict) -> list[str]:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| protocol | generator | acc real % | acc synthetic % | acc real+synth % | FID (domain) | floor | "
-            "P / R / D / C | worst class / median: FID (FID/floor) | filter acceptance | train s | pipeline s |")
+    head = (
+        "| protocol | generator | acc real % | acc synthetic % | acc real+synth % | FID (domain) | floor | "
+        "P / R / D / C | worst class / median: FID (FID/floor) | filter acceptance | train s | pipeline s |"
+    )
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in rows:
         lines.append(
@@ -135,21 +159,35 @@ def table(rows: list[dict]) -> str:
             f"{r['class_fid_max_over_median'] or float('nan'):.2f} "
             f"({r.get('class_fid_ratio_max_over_median') or float('nan'):.2f}) | "
             f"{'-' if r['filter_acceptance'] is None else format(r['filter_acceptance'], '.1%')} | "
-            f"{r['train_seconds'] or 0:.0f} | {r['pipeline_seconds']:.0f} |")
+            f"{r['train_seconds'] or 0:.0f} | {r['pipeline_seconds']:.0f} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--protocol", nargs="+", choices=sorted(PROFILES), default=["full", "low"])
-    p.add_argument("--mnist", type=Path, default=REPO.parent / "shared" / "datasets" / "mnist",
-                   help="folder of the MNIST IDX files (default: ../shared/datasets/mnist)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a profile key in every protocol (e.g. for a quick smoke run)")
+    p.add_argument(
+        "--mnist",
+        type=Path,
+        default=REPO.parent / "shared" / "datasets" / "mnist",
+        help="folder of the MNIST IDX files (default: ../shared/datasets/mnist)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile key in every protocol (e.g. for a quick smoke run)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the clones (paths printed)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
-    p.add_argument("--reuse", type=Path, metavar="DIR",
-                   help="re-run the clones an earlier --keep run left in DIR (only changed stages re-run)")
+    p.add_argument(
+        "--reuse",
+        type=Path,
+        metavar="DIR",
+        help="re-run the clones an earlier --keep run left in DIR (only changed stages re-run)",
+    )
     args = p.parse_args()
     if not args.mnist.is_dir():
         sys.exit(f"bench_mnist: {args.mnist}: no MNIST folder; pass --mnist DIR")
@@ -174,8 +212,10 @@ def main() -> None:
             times.update(repro(root, log))
             seconds.write_text(json.dumps(times, indent=1))
             rows += rows_for(protocol, root, params, times)
-            print(json.dumps({"protocol": protocol, "stage_seconds": {k: round(v, 1) for k, v in times.items()}}),
-                  flush=True)
+            print(
+                json.dumps({"protocol": protocol, "stage_seconds": {k: round(v, 1) for k, v in times.items()}}),
+                flush=True,
+            )
     finally:
         if args.keep or args.reuse:
             print(f"clones kept in {tmp}")

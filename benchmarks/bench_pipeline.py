@@ -23,9 +23,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-       "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@synthdata.invalid",
-       "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@synthdata.invalid"}
+ENV = {
+    **os.environ,
+    "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@synthdata.invalid",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@synthdata.invalid",
+}
 
 
 def timed(argv: list[str], cwd: Path, env: dict | None = None) -> float:
@@ -62,15 +67,25 @@ def main() -> None:
         noop = [timed([*dvc, "repro"], root) for _ in range(3)]
         rows.append(("dvc repro, nothing to do (median of 3)", statistics.median(noop), "< 5 s"))
         flow_noop = [timed(flow, root, flow_env) for _ in range(2)]
-        rows.append(("flow run, nothing to do (median of 2)", statistics.median(flow_noop),
-                     f"+{statistics.median(flow_noop) - statistics.median(noop):.1f} s over dvc repro (<= 30 s)"))
+        rows.append(
+            (
+                "flow run, nothing to do (median of 2)",
+                statistics.median(flow_noop),
+                f"+{statistics.median(flow_noop) - statistics.median(noop):.1f} s over dvc repro (<= 30 s)",
+            )
+        )
         set_seed(root, 1)
         changed = timed([*dvc, "repro"], root)
         rows.append(("dvc repro after sample.seed change", changed, "-"))
         set_seed(root, 2)
         flow_changed = timed(flow, root, flow_env)
-        rows.append(("flow run after sample.seed change", flow_changed,
-                     f"+{flow_changed - changed:.1f} s over dvc repro (<= 30 s)"))
+        rows.append(
+            (
+                "flow run after sample.seed change",
+                flow_changed,
+                f"+{flow_changed - changed:.1f} s over dvc repro (<= 30 s)",
+            )
+        )
         for argv in (["git", "add", "dvc.lock", "params.yaml"], ["git", "commit", "-q", "-m", "bench"]):
             subprocess.run(argv, cwd=root, check=True, env=ENV)
         release = timed([sys.executable, "-m", "synthdata", "release"], root)

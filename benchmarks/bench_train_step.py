@@ -70,9 +70,12 @@ def main() -> None:
         for name in params.generators:
             for nhwc in (False, True):
                 times.setdefault((name, nhwc), []).append(
-                    seconds_per_step(name, params.generator_config(name), x, y, nhwc, args.steps))
-    print(f"\n{torch.get_num_threads()} CPU threads, {args.steps} steps x {args.rounds} rounds (interleaved), "
-          f"median s/step; profile {Path(args.params).name}\n")
+                    seconds_per_step(name, params.generator_config(name), x, y, nhwc, args.steps)
+                )
+    print(
+        f"\n{torch.get_num_threads()} CPU threads, {args.steps} steps x {args.rounds} rounds (interleaved), "
+        f"median s/step; profile {Path(args.params).name}\n"
+    )
     print("| generator | batch | NCHW s/step | channels_last s/step | channels_last / NCHW |")
     print("| --- | --- | --- | --- | --- |")
     for name in params.generators:

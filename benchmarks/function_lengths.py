@@ -31,14 +31,19 @@ def main() -> None:
     n = lengths(Path(args.tree))
     v = sorted(n.values())
     p90 = v[min(len(v) - 1, int(round(0.9 * (len(v) - 1))))]
-    print(f"| functions | median | p90 | max |\n| --- | --- | --- | --- |\n"
-          f"| {len(v)} | {statistics.median(v):g} | {p90} | {v[-1]} |\n")
+    print(
+        f"| functions | median | p90 | max |\n| --- | --- | --- | --- |\n"
+        f"| {len(v)} | {statistics.median(v):g} | {p90} | {v[-1]} |\n"
+    )
     print("| longest | lines |\n| --- | --- |")
     for name, k in sorted(n.items(), key=lambda kv: -kv[1])[:5]:
         print(f"| {name} | {k} |")
-    runs = {name: k for name, k in n.items()
-            if name.split(":")[0].rsplit(".", 1)[0].split(".")[-1] in STAGES
-            and name.split(":")[0].rsplit(".", 1)[1] in ("run", "_run")}
+    runs = {
+        name: k
+        for name, k in n.items()
+        if name.split(":")[0].rsplit(".", 1)[0].split(".")[-1] in STAGES
+        and name.split(":")[0].rsplit(".", 1)[1] in ("run", "_run")
+    }
     print("\n| stage run | lines |\n| --- | --- |")
     for name, k in sorted(runs.items(), key=lambda kv: -kv[1]):
         print(f"| {name} | {k} |")

@@ -139,8 +139,15 @@ def stage_groups(root: Path) -> list[str]:
     return sorted(groups, key=lambda g: groups[g])
 
 
-@task(name="dvc-stage", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5),
-      retry_jitter_factor=0.5, retry_condition_fn=_transient, task_run_name="{stage}", cache_policy=NO_CACHE)
+@task(
+    name="dvc-stage",
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_transient,
+    task_run_name="{stage}",
+    cache_policy=NO_CACHE,
+)
 def run_stage(root: Path, stage: str) -> dict:
     code, lines = _run_logged(root, [sys.executable, "-m", "dvc", "repro", "--single-item", stage], stage)
     if code:
@@ -149,8 +156,14 @@ def run_stage(root: Path, stage: str) -> dict:
     return {"stage": stage, "ran": ran}
 
 
-@task(name="release", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5),
-      retry_jitter_factor=0.5, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+@task(
+    name="release",
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_transient,
+    cache_policy=NO_CACHE,
+)
 def release(root: Path) -> dict:
     code, lines = _run_logged(root, [sys.executable, "-m", "synthdata", "release"], "release")
     if code in (2, 3):
@@ -178,27 +191,42 @@ def run_summary(root: Path, overrides: list[str], ran: list[str], released: dict
     """The run's markdown artifact: overrides, stages run, metrics table, verdict, where the dataset is."""
     from synthdata import manifest, report
 
-    parts = ["# synthdata run", "", f"Repository: `{root.name}`; overrides: "
-             + (", ".join(f"`{o}`" for o in overrides) or "none") + "; stages run: "
-             + (", ".join(ran) or "none (everything was up to date)") + ".", ""]
+    parts = [
+        "# synthdata run",
+        "",
+        f"Repository: `{root.name}`; overrides: "
+        + (", ".join(f"`{o}`" for o in overrides) or "none")
+        + "; stages run: "
+        + (", ".join(ran) or "none (everything was up to date)")
+        + ".",
+        "",
+    ]
     if failure:
         parts += [f"**Failed:** {failure}", ""]
     try:
         params = _rooted(root)
-        parts += [report.metrics_table(manifest.candidates(params)), "",
-                  report.published_summary(manifest.read_manifest(params)), ""]
+        parts += [
+            report.metrics_table(manifest.candidates(params)),
+            "",
+            report.published_summary(manifest.read_manifest(params)),
+            "",
+        ]
         published = f"{params.paths.published}/{manifest.DATASET}"
     except Exception as exc:  # an early failure: no scores yet
         parts += [f"No scores: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", ""]
         return "\n".join(parts)
     if released:
         rel = Path(published).relative_to(root).as_posix()
-        parts += [f"**Version `{released['version']}`** (dataset id `{released['dataset_id'][:16]}`; "
-                  f"{'new' if released.get('released') else 'already released'}), in DVC remote "
-                  f"{_remote_url(root)}. Get it with:", "",
-                  f"    dvc get <repository url> {rel} --rev {released['version']} -o dataset", "",
-                  "then `torchvision.datasets.ImageFolder('dataset')` or "
-                  "`pandas.read_parquet('dataset/metadata.parquet')`.", ""]
+        parts += [
+            f"**Version `{released['version']}`** (dataset id `{released['dataset_id'][:16]}`; "
+            f"{'new' if released.get('released') else 'already released'}), in DVC remote "
+            f"{_remote_url(root)}. Get it with:",
+            "",
+            f"    dvc get <repository url> {rel} --rev {released['version']} -o dataset",
+            "",
+            "then `torchvision.datasets.ImageFolder('dataset')` or `pandas.read_parquet('dataset/metadata.parquet')`.",
+            "",
+        ]
     else:
         parts += ["Not released in this run.", ""]
     parts.append(f"Report: `{Path(params.paths.report).relative_to(root).as_posix()}/report.md`.")
@@ -230,8 +258,11 @@ def pipeline(params: dict[str, Any] | None = None, release_dataset: bool = True,
             failure = state.message.removeprefix(USER_ERROR)
         else:
             released = state.result()
-    create_markdown_artifact(key="synthdata-run", markdown=run_summary(root, overrides, ran, released, failure),
-                             description="synthdata: metrics, gate verdict and the published version")
+    create_markdown_artifact(
+        key="synthdata-run",
+        markdown=run_summary(root, overrides, ran, released, failure),
+        description="synthdata: metrics, gate verdict and the published version",
+    )
     if failure:
         return Failed(message=failure)
     return {"overrides": overrides, "ran": ran, "released": released}
@@ -263,16 +294,24 @@ def _precheck(root: Path, overrides: dict[str, Any]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.split("\n\n")[0])
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a params.yaml key for this run (repeatable), like 'dvc exp run -S'")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a params.yaml key for this run (repeatable), like 'dvc exp run -S'",
+    )
     p.add_argument("--no-release", action="store_true", help="run the pipeline but do not release a version")
     p.add_argument("--repo", default=".", help="the synthdata repository (default: current folder)")
     p.add_argument("--serve", action="store_true", help="serve a scheduled deployment (needs a Prefect server)")
     p.add_argument("--cron", default="0 3 * * *", help="schedule of the served deployment (default: 03:00 daily)")
     p.add_argument("--name", default="synthdata-nightly", help="name of the served deployment")
     args = p.parse_args(argv)
-    parameters = {"params": _parse_set(args.set), "release_dataset": not args.no_release,
-                  "repo": str(Path(args.repo).resolve())}
+    parameters = {
+        "params": _parse_set(args.set),
+        "release_dataset": not args.no_release,
+        "repo": str(Path(args.repo).resolve()),
+    }
     if problem := _precheck(Path(parameters["repo"]), parameters["params"]):
         print(f"flows.pipeline: error: {problem}", file=sys.stderr)
         return 2

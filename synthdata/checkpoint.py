@@ -59,36 +59,51 @@ def read_tensors(path: Path, fmt: str, what: str, remedy: str) -> tuple[dict[str
         info = json.loads(state["info"])
     except Exception as exc:  # torch raises several types for truncated or foreign files
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise SynthdataError(f"{path}: not a readable {what} (truncated or corrupt? {reason}); {remedy} again "
-                             "or restore the file") from None
+        raise SynthdataError(
+            f"{path}: not a readable {what} (truncated or corrupt? {reason}); {remedy} again or restore the file"
+        ) from None
     found = info.get("format") if isinstance(info, dict) else None
     if found != fmt:
-        raise SynthdataError(f"{path}: unknown checkpoint format {found!r}, expected {fmt!r} ({what}); "
-                             f"{remedy} again")
+        raise SynthdataError(f"{path}: unknown checkpoint format {found!r}, expected {fmt!r} ({what}); {remedy} again")
     return info, state
 
 
-def save(folder: Path, model: generators.Generator, optimizers: dict[str, torch.optim.Optimizer],
-         step: int, meta: dict[str, Any]) -> str:
+def save(
+    folder: Path,
+    model: generators.Generator,
+    optimizers: dict[str, torch.optim.Optimizer],
+    step: int,
+    meta: dict[str, Any],
+) -> str:
     """Write checkpoint.pt and checkpoint.json into ``folder``; returns the sha256 of checkpoint.pt."""
     info = {
-        "format": FORMAT, "generator": model.name, "config": model.config.model_dump(mode="json"),
-        "image_shape": list(model.image_shape), "num_classes": model.num_classes, "step": step,
-        "torch": torch.__version__, **meta,
+        "format": FORMAT,
+        "generator": model.name,
+        "config": model.config.model_dump(mode="json"),
+        "image_shape": list(model.image_shape),
+        "num_classes": model.num_classes,
+        "step": step,
+        "torch": torch.__version__,
+        **meta,
     }
-    sha = write_tensors(folder / FILE, info, {
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-        "rng": {"torch": torch.get_rng_state()},
-    })
+    sha = write_tensors(
+        folder / FILE,
+        info,
+        {
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+            "rng": {"torch": torch.get_rng_state()},
+        },
+    )
     write_json(folder / "checkpoint.json", {**info, "sha256": sha})
     return sha
 
 
 def read(location: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """(info, state) of a generator checkpoint file or of the folder holding one."""
-    return read_tensors(_path(location), FORMAT, "synthdata generator checkpoint",
-                        "run 'synthdata train' (or pass --checkpoint)")
+    return read_tensors(
+        _path(location), FORMAT, "synthdata generator checkpoint", "run 'synthdata train' (or pass --checkpoint)"
+    )
 
 
 def build(info: dict[str, Any]) -> generators.Generator:
@@ -96,8 +111,9 @@ def build(info: dict[str, Any]) -> generators.Generator:
     return cls(cls.Config.model_validate(info["config"]), info["image_shape"], info["num_classes"])
 
 
-def load_generator(location: str | os.PathLike, expect: str | None = None,
-                   device: str | torch.device = "cpu") -> generators.Generator:
+def load_generator(
+    location: str | os.PathLike, expect: str | None = None, device: str | torch.device = "cpu"
+) -> generators.Generator:
     """Rebuild a trained generator from its checkpoint (sampling networks in eval mode).
 
     The result carries ``class_names`` and ``checkpoint_sha256`` for provenance.
@@ -105,14 +121,17 @@ def load_generator(location: str | os.PathLike, expect: str | None = None,
     path = _path(location)
     info, state = read(path)
     if expect is not None and info["generator"] != expect:
-        raise SynthdataError(f"{path}: checkpoint is from generator {info['generator']!r}, not {expect!r}; "
-                             "pass the matching --generator or checkpoint")
+        raise SynthdataError(
+            f"{path}: checkpoint is from generator {info['generator']!r}, not {expect!r}; "
+            "pass the matching --generator or checkpoint"
+        )
     model = build(info)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        raise SynthdataError(f"{path}: weights do not match generator {info['generator']!r} "
-                             f"({str(exc).splitlines()[0][:120]})") from None
+        raise SynthdataError(
+            f"{path}: weights do not match generator {info['generator']!r} ({str(exc).splitlines()[0][:120]})"
+        ) from None
     model.class_names = info.get("class_names") or [str(i) for i in range(model.num_classes)]
     model.checkpoint_sha256 = sha256_file(path)
     return model.to(device).eval()

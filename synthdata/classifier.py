@@ -31,8 +31,7 @@ def _block(c_in: int, c_out: int) -> list[nn.Module]:
 class SmallCNN(nn.Module):
     """Two conv stages with pooling, a ``feature_dim`` embedding (the FID features), a linear head."""
 
-    def __init__(self, in_channels: int, num_classes: int, image_hw: tuple[int, int], width: int,
-                 feature_dim: int):
+    def __init__(self, in_channels: int, num_classes: int, image_hw: tuple[int, int], width: int, feature_dim: int):
         super().__init__()
         pools = 1 if min(image_hw) < 16 else 2
         layers = _block(in_channels, width) + _block(width, width) + [nn.MaxPool2d(2)]
@@ -59,8 +58,9 @@ def random_affine(x: torch.Tensor, shift: float, rotate: float, rng: torch.Gener
     u = torch.rand(n, 3, generator=rng) * 2 - 1
     angle = u[:, 0] * math.radians(rotate)
     cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack([torch.stack([cos, -sin, u[:, 1] * 2 * shift / w], 1),
-                         torch.stack([sin, cos, u[:, 2] * 2 * shift / h], 1)], 1).to(x)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, u[:, 1] * 2 * shift / w], 1), torch.stack([sin, cos, u[:, 2] * 2 * shift / h], 1)], 1
+    ).to(x)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
@@ -68,20 +68,25 @@ def random_affine(x: torch.Tensor, shift: float, rotate: float, rng: torch.Gener
 def save(path: Path, model: SmallCNN, info: dict) -> str:
     """Weights as tensors plus the architecture as JSON (``info``), in the one checkpoint format; returns the
     file's sha256."""
-    return checkpoint.write_tensors(path, {"format": checkpoint.CLASSIFIER_FORMAT, **info},
-                                    {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
+    return checkpoint.write_tensors(
+        path,
+        {"format": checkpoint.CLASSIFIER_FORMAT, **info},
+        {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
+    )
 
 
 def load(path: Path, what: str, remedy: str) -> tuple[SmallCNN, dict]:
     """A classifier written by :func:`save`, in eval mode on the CPU, and its info."""
     info, state = checkpoint.read_tensors(path, checkpoint.CLASSIFIER_FORMAT, what, remedy)
     try:
-        model = SmallCNN(info["in_channels"], info["num_classes"], tuple(info["image_hw"]), info["width"],
-                         info["feature_dim"])
+        model = SmallCNN(
+            info["in_channels"], info["num_classes"], tuple(info["image_hw"]), info["width"], info["feature_dim"]
+        )
         model.load_state_dict(state["model"])
     except Exception as exc:
-        raise SynthdataError(f"{path}: not a readable {what} ({str(exc).splitlines()[0][:120]}); "
-                             f"{remedy} again") from None
+        raise SynthdataError(
+            f"{path}: not a readable {what} ({str(exc).splitlines()[0][:120]}); {remedy} again"
+        ) from None
     return model.eval(), info
 
 
@@ -90,8 +95,10 @@ def predict(model: nn.Module, images: torch.Tensor, batch: int = 1024, features:
     """Logits (or embeddings) for uint8 images, in eval mode, batch by batch; returned on the CPU."""
     device = next(model.parameters()).device
     model.eval()
-    out = [(model.features if features else model)(SmallCNN.normalize(images[lo:lo + batch].to(device))).float().cpu()
-           for lo in range(0, len(images), batch)]
+    out = [
+        (model.features if features else model)(SmallCNN.normalize(images[lo : lo + batch].to(device))).float().cpu()
+        for lo in range(0, len(images), batch)
+    ]
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -113,9 +120,17 @@ class MixedBatchSampler:
         return torch.cat([self.first(step), self.rest(step) + self.offset])
 
 
-def fit(images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor | None, val_labels: torch.Tensor | None,
-        num_classes: int, cfg: ClassifierParams, seed: int, device: torch.device,
-        mix: tuple[int, float] | None = None) -> tuple[SmallCNN, dict]:
+def fit(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    val_images: torch.Tensor | None,
+    val_labels: torch.Tensor | None,
+    num_classes: int,
+    cfg: ClassifierParams,
+    seed: int,
+    device: torch.device,
+    mix: tuple[int, float] | None = None,
+) -> tuple[SmallCNN, dict]:
     """Train a SmallCNN on uint8 ``images``; returns the weights with the best real-val accuracy, or, with
     no val split (``val_images=None``), the weights after the whole budget (no early stopping).
     ``mix=(n_first, fraction)``: every batch draws ``fraction`` of its images from the first ``n_first``
@@ -161,20 +176,37 @@ def fit(images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor | N
     return model, {"val_accuracy": best[0], "best_step": best[1], "steps_run": step + 1}
 
 
-def trials(images: torch.Tensor, labels: torch.Tensor, val, test, num_classes: int, cfg: ClassifierParams,
-           seed: int, seeds: int, device: torch.device, mix: tuple[int, float] | None = None) -> list[dict]:
+def trials(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    val,
+    test,
+    num_classes: int,
+    cfg: ClassifierParams,
+    seed: int,
+    seeds: int,
+    device: torch.device,
+    mix: tuple[int, float] | None = None,
+) -> list[dict]:
     """Train ``seeds`` classifiers on (images, labels), select on ``val``, score on ``test`` (datasets with
     ``images`` and ``labels``). Seed i is the same for every training set, so only the data differs.
     ``mix``: as in :func:`fit`."""
     out = []
     for i in range(seeds):
-        model, info = fit(images, labels, val.images, val.labels, num_classes, cfg, derive(seed, "classifier", i),
-                          device, mix)
+        model, info = fit(
+            images, labels, val.images, val.labels, num_classes, cfg, derive(seed, "classifier", i), device, mix
+        )
         pred = predict(model, test.images).argmax(1)
         confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
         confusion.index_put_((test.labels, pred), torch.ones_like(pred), accumulate=True)
-        out.append({**info, "test_accuracy": float((pred == test.labels).double().mean()),
-                    "confusion": confusion.tolist(), "model": model})
+        out.append(
+            {
+                **info,
+                "test_accuracy": float((pred == test.labels).double().mean()),
+                "confusion": confusion.tolist(),
+                "model": model,
+            }
+        )
     return out
 
 
@@ -183,6 +215,12 @@ def summarize(runs: list[dict]) -> dict:
     acc = torch.tensor([r["test_accuracy"] for r in runs], dtype=torch.float64)
     conf = torch.tensor([r["confusion"] for r in runs], dtype=torch.float64)
     recall = (conf.diagonal(dim1=1, dim2=2) / conf.sum(2).clamp(min=1)).mean(0)
-    return {"mean": float(acc.mean()), "std": float(acc.std(unbiased=False)), "per_seed": acc.tolist(),
-            "per_class": recall.tolist(), "confusion": runs[0]["confusion"],
-            "val_accuracy": [r["val_accuracy"] for r in runs], "best_step": [r["best_step"] for r in runs]}
+    return {
+        "mean": float(acc.mean()),
+        "std": float(acc.std(unbiased=False)),
+        "per_seed": acc.tolist(),
+        "per_class": recall.tolist(),
+        "confusion": runs[0]["confusion"],
+        "val_accuracy": [r["val_accuracy"] for r in runs],
+        "best_step": [r["best_step"] for r in runs],
+    }

@@ -23,13 +23,21 @@ def _parser() -> argparse.ArgumentParser:
     stage("prepare", "load the data source and write the train/val/test split")
     stage("filter", "train the classifier of classifier-filtered sampling on the real train split (filter.enabled)")
     stage("reference", "train the real-data baseline classifiers and the domain feature extractor")
-    for name, help_ in (("train", "train generators"), ("sample", "sample synthetic + augmented datasets"),
-                        ("evaluate", "score synthetic datasets (FID, KID, PRDC, downstream check) and gate them")):
+    for name, help_ in (
+        ("train", "train generators"),
+        ("sample", "sample synthetic + augmented datasets"),
+        ("evaluate", "score synthetic datasets (FID, KID, PRDC, downstream check) and gate them"),
+    ):
         s = stage(name, help_)
-        s.add_argument("--generator", choices=generators.generator_names(), action="append",
-                       help="generator to use (repeatable; default: every one in params 'generators')")
-    sub.choices["train"].add_argument("--no-resume", action="store_true",
-                                      help="start over even if a matching checkpoint exists")
+        s.add_argument(
+            "--generator",
+            choices=generators.generator_names(),
+            action="append",
+            help="generator to use (repeatable; default: every one in params 'generators')",
+        )
+    sub.choices["train"].add_argument(
+        "--no-resume", action="store_true", help="start over even if a matching checkpoint exists"
+    )
     sub.choices["sample"].add_argument("--checkpoint", help="checkpoint file or folder (default: paths.models/NAME)")
     stage("publish", "stage the gated augmented dataset for release (data/published)")
     stage("report", "write the markdown report of the run (data/report)")
@@ -85,12 +93,17 @@ def main(argv: list[str] | None = None) -> int:
         if not is_disk_full(exc):
             raise
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        print(f"synthdata {args.command}: error: the disk is full{where}; nothing was replaced (the earlier outputs "
-              "are as they were): free space and run again", file=sys.stderr)
+        print(
+            f"synthdata {args.command}: error: the disk is full{where}; nothing was replaced (the earlier outputs "
+            "are as they were): free space and run again",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
-        print(f"synthdata {args.command}: interrupted; the last checkpoint is kept, run the same command to "
-              "resume", file=sys.stderr)
+        print(
+            f"synthdata {args.command}: interrupted; the last checkpoint is kept, run the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

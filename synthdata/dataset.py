@@ -38,21 +38,24 @@ from synthdata import pngio
 from synthdata.errors import SynthdataError
 
 # torchvision 0.29 marks its libpng decoder deprecated in favour of TorchCodec; it still works.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
-                        category=DeprecationWarning)
+warnings.filterwarnings(
+    "ignore", message="The image decoding and encoding capabilities of TorchVision", category=DeprecationWarning
+)
 
-METADATA_SCHEMA = pa.schema([
-    ("file_name", pa.string()),          # relative to the dataset root: <class_name>/<id>.png
-    ("label", pa.string()),              # class name
-    ("label_id", pa.int64()),
-    ("split", pa.string()),              # train / val / test
-    ("source", pa.string()),             # real / synthetic
-    ("generator", pa.string()),          # registry name of the generator; null for real images
-    ("checkpoint_sha256", pa.string()),  # sha256 of the checkpoint file that made it; null for real
-    ("seed", pa.int64()),                # latent seed: generator.generate([label_id], seed) remakes it
-    ("origin", pa.string()),             # where a real image came from in its source
-    ("pixel_sha256", pa.string()),       # sha256 of the raw uint8 pixels (C, H, W): duplicate/leak checks
-])
+METADATA_SCHEMA = pa.schema(
+    [
+        ("file_name", pa.string()),  # relative to the dataset root: <class_name>/<id>.png
+        ("label", pa.string()),  # class name
+        ("label_id", pa.int64()),
+        ("split", pa.string()),  # train / val / test
+        ("source", pa.string()),  # real / synthetic
+        ("generator", pa.string()),  # registry name of the generator; null for real images
+        ("checkpoint_sha256", pa.string()),  # sha256 of the checkpoint file that made it; null for real
+        ("seed", pa.int64()),  # latent seed: generator.generate([label_id], seed) remakes it
+        ("origin", pa.string()),  # where a real image came from in its source
+        ("pixel_sha256", pa.string()),  # sha256 of the raw uint8 pixels (C, H, W): duplicate/leak checks
+    ]
+)
 
 
 SPLITS = ("train", "val", "test")  # the prepared real data: <paths.prepared>/<split>
@@ -105,8 +108,14 @@ class DatasetWriter:
     not survive a fork) the workers also make the images, so sampling runs on every core too.
     """
 
-    def __init__(self, root: Path, class_names: list[str], workers: int = 0, compression_level: int = 1,
-                 producer: Callable[[int, int], np.ndarray] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        class_names: list[str],
+        workers: int = 0,
+        compression_level: int = 1,
+        producer: Callable[[int, int], np.ndarray] | None = None,
+    ):
         global _PRODUCER
         self.root = Path(root)
         self.class_names = list(class_names)
@@ -122,9 +131,19 @@ class DatasetWriter:
         self._rows: list[pa.Table] = []
         self._buffered = 0
 
-    def add(self, images: torch.Tensor | np.ndarray | tuple[int, int], label_ids: np.ndarray, ids: list[str], *,
-            split: str, source: str, generator: str | None = None, checkpoint_sha256: str | None = None,
-            seeds: np.ndarray | None = None, origins: list[str] | None = None) -> None:
+    def add(
+        self,
+        images: torch.Tensor | np.ndarray | tuple[int, int],
+        label_ids: np.ndarray,
+        ids: list[str],
+        *,
+        split: str,
+        source: str,
+        generator: str | None = None,
+        checkpoint_sha256: str | None = None,
+        seeds: np.ndarray | None = None,
+        origins: list[str] | None = None,
+    ) -> None:
         """Queue a batch: uint8 images (N, C, H, W), or the (lo, hi) rows the producer makes; class ids;
         unique file ids (no extension). Metadata rows are written in the order batches are added."""
         if isinstance(images, torch.Tensor):
@@ -135,19 +154,30 @@ class DatasetWriter:
         n = len(label_ids)
         labels = [self.class_names[i] for i in label_ids]
         file_names = [f"{lab}/{i}.png" for lab, i in zip(labels, ids)]
-        table = pa.table({
-            "file_name": file_names, "label": labels, "label_id": label_ids, "split": [split] * n,
-            "source": [source] * n, "generator": [generator] * n, "checkpoint_sha256": [checkpoint_sha256] * n,
-            "seed": seeds if seeds is not None else pa.nulls(n, pa.int64()),
-            "origin": origins if origins is not None else pa.nulls(n, pa.string()),
-        }, schema=METADATA_SCHEMA.remove(METADATA_SCHEMA.get_field_index("pixel_sha256")))
+        table = pa.table(
+            {
+                "file_name": file_names,
+                "label": labels,
+                "label_id": label_ids,
+                "split": [split] * n,
+                "source": [source] * n,
+                "generator": [generator] * n,
+                "checkpoint_sha256": [checkpoint_sha256] * n,
+                "seed": seeds if seeds is not None else pa.nulls(n, pa.int64()),
+                "origin": origins if origins is not None else pa.nulls(n, pa.string()),
+            },
+            schema=METADATA_SCHEMA.remove(METADATA_SCHEMA.get_field_index("pixel_sha256")),
+        )
         self.counts.update(labels)
         step = -(-n // self.workers)
         futures = []
         for lo in range(0, n, step):
-            part = ((images[0] + lo, images[0] + min(lo + step, n)) if isinstance(images, tuple)
-                    else images[lo:lo + step])
-            futures.append(self._pool.submit(_write_batch, str(self.root), file_names[lo:lo + step], part, self.level))
+            part = (
+                (images[0] + lo, images[0] + min(lo + step, n)) if isinstance(images, tuple) else images[lo : lo + step]
+            )
+            futures.append(
+                self._pool.submit(_write_batch, str(self.root), file_names[lo : lo + step], part, self.level)
+            )
         self._pending.append((futures, table))
         self._drain(keep=2)  # bounded memory: about two batches in flight
 
@@ -155,8 +185,10 @@ class DatasetWriter:
         """Copy already-written images (hard links where possible) with their metadata rows."""
         names = metadata["file_name"].tolist()
         step = max(1, -(-len(names) // self.workers))
-        futures = [self._pool.submit(pngio.link_files, str(src_root), str(self.root), names[lo:lo + step])
-                   for lo in range(0, len(names), step)]
+        futures = [
+            self._pool.submit(pngio.link_files, str(src_root), str(self.root), names[lo : lo + step])
+            for lo in range(0, len(names), step)
+        ]
         self._pending.append((futures, pa.Table.from_pandas(metadata, schema=METADATA_SCHEMA, preserve_index=False)))
         self.counts.update(metadata["label"])
         self._drain(keep=2)
@@ -203,8 +235,9 @@ def read_metadata(root: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
     root = Path(root)
     meta, classes = root / "metadata.parquet", root / "classes.json"
     if not meta.is_file() or not classes.is_file():
-        raise SynthdataError(f"{root}: not a synthdata dataset (no metadata.parquet / classes.json); "
-                             "run the stage that makes it first")
+        raise SynthdataError(
+            f"{root}: not a synthdata dataset (no metadata.parquet / classes.json); run the stage that makes it first"
+        )
     return pd.read_parquet(meta), json.loads(classes.read_text())
 
 
@@ -222,7 +255,7 @@ def load_dataset(root: str | os.PathLike, workers: int = 0) -> LoadedDataset:
     workers = workers or os.cpu_count() or 1
     step = max(1, -(-len(names) // (4 * workers)))
     with ThreadPoolExecutor(workers) as pool:
-        parts = list(pool.map(lambda lo: _decode(root, names[lo:lo + step]), range(0, len(names), step)))
+        parts = list(pool.map(lambda lo: _decode(root, names[lo : lo + step]), range(0, len(names), step)))
     flat = [t for part in parts for t in part]
     images = torch.stack(flat) if flat else torch.empty(0, 1, 8, 8, dtype=torch.uint8)
     labels = torch.tensor(df["label_id"].to_numpy(dtype=np.int64))
@@ -234,15 +267,18 @@ def check_disjoint(named: dict[str, LoadedDataset]) -> None:
     seen = {k: set(v.metadata["pixel_sha256"]) for k, v in named.items()}
     keys = list(seen)
     for i, a in enumerate(keys):
-        for b in keys[i + 1:]:
+        for b in keys[i + 1 :]:
             common = seen[a] & seen[b]
             if common:
-                raise SynthdataError(f"leak: {len(common)} identical image(s) in both {a} and {b}; "
-                                     "run 'synthdata prepare' again (it drops duplicates)")
+                raise SynthdataError(
+                    f"leak: {len(common)} identical image(s) in both {a} and {b}; "
+                    "run 'synthdata prepare' again (it drops duplicates)"
+                )
 
 
-def dataset_card(title: str, summary: str, counts: dict[str, int], class_names: list[str],
-                 provenance: list[str], license: str) -> str:
+def dataset_card(
+    title: str, summary: str, counts: dict[str, int], class_names: list[str], provenance: list[str], license: str
+) -> str:
     rows = "\n".join(f"| {c} | {counts.get(c, 0)} |" for c in class_names)
     prov = "\n".join(f"- {p}" for p in provenance)
     return f"""# {title}

@@ -34,12 +34,22 @@ def gate_checks(metrics: dict, params: Params) -> list[dict]:
     g = params.gate
     acc_ratio = metrics["acc_synthetic"] / metrics["acc_real"] if metrics["acc_real"] > 0 else 0.0
     return [
-        {"check": "fid_ratio", "value": metrics["fid_ratio"], "limit": g.max_fid_ratio, "op": "<=",
-         "passed": bool(metrics["fid_ratio"] <= g.max_fid_ratio),
-         "detail": f"fid {metrics['fid']:.4g} / floor {metrics['fid_floor']:.4g}"},
-        {"check": "acc_ratio", "value": acc_ratio, "limit": g.min_acc_ratio, "op": ">=",
-         "passed": bool(acc_ratio >= g.min_acc_ratio),
-         "detail": f"acc_synthetic {metrics['acc_synthetic']:.4f} / acc_real {metrics['acc_real']:.4f}"},
+        {
+            "check": "fid_ratio",
+            "value": metrics["fid_ratio"],
+            "limit": g.max_fid_ratio,
+            "op": "<=",
+            "passed": bool(metrics["fid_ratio"] <= g.max_fid_ratio),
+            "detail": f"fid {metrics['fid']:.4g} / floor {metrics['fid_floor']:.4g}",
+        },
+        {
+            "check": "acc_ratio",
+            "value": acc_ratio,
+            "limit": g.min_acc_ratio,
+            "op": ">=",
+            "passed": bool(acc_ratio >= g.min_acc_ratio),
+            "detail": f"acc_synthetic {metrics['acc_synthetic']:.4f} / acc_real {metrics['acc_real']:.4f}",
+        },
     ]
 
 
@@ -49,15 +59,15 @@ def _baseline(params: Params) -> dict:
         raise SynthdataError(f"{path}: not found; run 'synthdata reference' first")
     baseline = json.loads(path.read_text())
     if baseline.get("protocol") != protocol(params):
-        raise SynthdataError(f"{path}: made with other evaluate settings (seed, seeds or classifier); "
-                             "run 'synthdata reference' again")
+        raise SynthdataError(
+            f"{path}: made with other evaluate settings (seed, seeds or classifier); run 'synthdata reference' again"
+        )
     return baseline
 
 
 def run(params: Params, name: str) -> dict:
     p = params.paths
-    with locks.hold(writes=[Path(p.evaluation) / name],
-                    reads=[p.prepared, p.reference, Path(p.synthetic) / name]):
+    with locks.hold(writes=[Path(p.evaluation) / name], reads=[p.prepared, p.reference, Path(p.synthetic) / name]):
         return _run(params, name)
 
 
@@ -70,8 +80,10 @@ def _inputs(params: Params, name: str) -> tuple[registry.Inputs, features.Extrac
     syn = load_dataset(Path(params.paths.synthetic) / name)
     names = splits["train"].class_names
     if syn.class_names != names:
-        raise SynthdataError(f"{params.paths.synthetic}/{name}: classes {syn.class_names} differ from the prepared "
-                             f"data {names}; sample again")
+        raise SynthdataError(
+            f"{params.paths.synthetic}/{name}: classes {syn.class_names} differ from the prepared "
+            f"data {names}; sample again"
+        )
     if len(syn.labels) < 2:
         raise SynthdataError(f"{params.paths.synthetic}/{name}: {len(syn.labels)} image(s); sample more")
     datasets = {"synthetic": syn, **splits}
@@ -88,35 +100,61 @@ def _run(params: Params, name: str) -> dict:
     t_start = time.perf_counter()
     x, extractor, feature_speed = _inputs(params, name)
     results = registry.compute(x)
-    metrics = {k: v for r in results.values() for k, v in {**r.values, **r.counts}.items()}
     acceptance = _acceptance(Path(params.paths.synthetic) / name)
-    metrics.update({"feature_extractor": extractor.name, "feature_extractor_sha256": extractor.sha256,
-                    "feature_dim": extractor.dim, "train_per_class": params.prepare.train_per_class,
-                    "filter_acceptance": acceptance["acceptance_rate"] if acceptance else None})
+    metrics = {k: v for r in results.values() for k, v in {**r.values, **r.counts}.items()}
+    metrics["feature_extractor"], metrics["feature_extractor_sha256"] = extractor.name, extractor.sha256
+    metrics["feature_dim"], metrics["train_per_class"] = extractor.dim, params.prepare.train_per_class
+    metrics["filter_acceptance"] = acceptance["acceptance_rate"] if acceptance else None
     checks = gate_checks(metrics, params)
     metrics["gate_passed"] = all(c["passed"] for c in checks)
     notes = [n for r in results.values() for n in r.notes]
-    names = x.datasets["train"].class_names
-    rows = _per_class(results, names, acceptance)
-    sha = x.datasets["synthetic"].metadata["checkpoint_sha256"].dropna().unique().tolist()
     with atomic_dir(Path(params.paths.evaluation) / name) as tmp:
-        write_json(tmp / "metrics.json", {k: _plain(v) for k, v in metrics.items()})
-        write_json(tmp / "gate.json", {"generator": name, "passed": metrics["gate_passed"], "checks": checks,
-                                       "checkpoint_sha256": sha, "dataset": f"{params.paths.synthetic}/{name}"})
-        write_json(tmp / "details.json", {**{k: r.details for k, r in results.items() if r.details is not None},
-                                          "warnings": notes, "protocol": protocol(params)})
-        _write_per_class(tmp / "per_class.csv", rows)
-        plots.sample_grid(x.datasets["synthetic"].images, x.datasets["synthetic"].labels, len(names),
-                          params.evaluate.grid_per_class, tmp / "samples.png")
-        for key, result in results.items():
-            if registry.REGISTRY[key].write is not None:
-                registry.REGISTRY[key].write(tmp, result, x, name)
-        write_json(tmp / "params.json", resolved(params))
+        _write(tmp, x, results, metrics, checks, notes, acceptance, name)
     _warn(name, notes, checks, metrics["gate_passed"], params)
     # timings are printed, never written: every output depends only on the inputs (byte-reproducible)
-    return {"generator": name, **{c.key: _plain(metrics.get(c.key)) for c in registry.columns() if c.report},
-            "gate_passed": metrics["gate_passed"], "seconds": round(time.perf_counter() - t_start, 1),
-            "feature_images_per_s": round(feature_speed)}
+    shown = {c.key: _plain(metrics.get(c.key)) for c in registry.columns() if c.report}
+    seconds = round(time.perf_counter() - t_start, 1)
+    return {
+        "generator": name,
+        **shown,
+        "gate_passed": metrics["gate_passed"],
+        "seconds": seconds,
+        "feature_images_per_s": round(feature_speed),
+    }
+
+
+def _write(
+    tmp: Path,
+    x: registry.Inputs,
+    results: dict,
+    metrics: dict,
+    checks: list[dict],
+    notes: list[str],
+    acceptance: dict | None,
+    name: str,
+) -> None:
+    """Everything ``evaluate`` leaves for one generator, into the folder being built."""
+    params, syn = x.params, x.datasets["synthetic"]
+    sha = syn.metadata["checkpoint_sha256"].dropna().unique().tolist()
+    write_json(tmp / "metrics.json", {k: _plain(v) for k, v in metrics.items()})
+    write_json(
+        tmp / "gate.json",
+        {
+            "generator": name,
+            "passed": metrics["gate_passed"],
+            "checks": checks,
+            "checkpoint_sha256": sha,
+            "dataset": f"{params.paths.synthetic}/{name}",
+        },
+    )
+    details = {k: r.details for k, r in results.items() if r.details is not None}
+    write_json(tmp / "details.json", {**details, "warnings": notes, "protocol": protocol(params)})
+    _write_per_class(tmp / "per_class.csv", _per_class(results, x.datasets["train"].class_names, acceptance))
+    plots.sample_grid(syn.images, syn.labels, x.num_classes, params.evaluate.grid_per_class, tmp / "samples.png")
+    for key, result in results.items():
+        if registry.REGISTRY[key].write is not None:
+            registry.REGISTRY[key].write(tmp, result, x, name)
+    write_json(tmp / "params.json", resolved(params))
 
 
 def _acceptance(folder: Path) -> dict | None:
@@ -146,10 +184,16 @@ def _warn(name: str, notes: list[str], checks: list[dict], passed: bool, params:
     for note in notes:
         print(f"synthdata evaluate {name}: warning: {note}", file=sys.stderr)
     if not passed:  # recorded, not raised: 'publish' never publishes it, 'report' shows why
-        failed = "; ".join(f"{c['check']} {c['value']:.3f} (limit {c['op']} {c['limit']}: {c['detail']})"
-                           for c in checks if not c["passed"])
-        print(f"synthdata evaluate {name}: warning: quality gate FAILED: {failed}; {name} will not be published "
-              f"(details in {params.paths.evaluation}/{name})", file=sys.stderr)
+        failed = "; ".join(
+            f"{c['check']} {c['value']:.3f} (limit {c['op']} {c['limit']}: {c['detail']})"
+            for c in checks
+            if not c["passed"]
+        )
+        print(
+            f"synthdata evaluate {name}: warning: quality gate FAILED: {failed}; {name} will not be published "
+            f"(details in {params.paths.evaluation}/{name})",
+            file=sys.stderr,
+        )
 
 
 def _plain(v):

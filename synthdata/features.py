@@ -33,6 +33,7 @@ def register(name: str):
     def wrap(factory):
         REGISTRY[name] = factory
         return factory
+
     return wrap
 
 
@@ -40,15 +41,25 @@ class Extractor:
     """``fn`` (a network's feature function) applied batch by batch; ``name``, ``dim`` and the weights'
     ``sha256`` say which features these are."""
 
-    def __init__(self, net: torch.nn.Module, fn: Callable[[torch.Tensor], torch.Tensor], batch: int,
-                 device: torch.device, name: str = "", dim: int = 0, sha256: str = ""):
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        batch: int,
+        device: torch.device,
+        name: str = "",
+        dim: int = 0,
+        sha256: str = "",
+    ):
         self.net, self.fn, self.batch, self.device = net, fn, batch, device
         self.name, self.dim, self.sha256 = name, dim, sha256
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> np.ndarray:
-        out = [self.fn(images[lo:lo + self.batch].to(self.device)).double().cpu()
-               for lo in range(0, len(images), self.batch)]
+        out = [
+            self.fn(images[lo : lo + self.batch].to(self.device)).double().cpu()
+            for lo in range(0, len(images), self.batch)
+        ]
         return torch.cat(out).numpy() if out else np.zeros((0, self.dim))
 
 
@@ -57,8 +68,15 @@ def domain(params: Params, device: torch.device) -> Extractor:
     path = Path(params.paths.reference) / DOMAIN_FILE
     model, info = classifier.load(path, "domain feature extractor", "run 'synthdata reference'")
     model.to(device)
-    return Extractor(model, lambda x: model.features(classifier.SmallCNN.normalize(x)), params.evaluate.batch_size,
-                     device, "domain", info["feature_dim"], sha256_file(path))
+    return Extractor(
+        model,
+        lambda x: model.features(classifier.SmallCNN.normalize(x)),
+        params.evaluate.batch_size,
+        device,
+        "domain",
+        info["feature_dim"],
+        sha256_file(path),
+    )
 
 
 @register("inception")
@@ -67,25 +85,32 @@ def inception(params: Params, device: torch.device) -> Extractor:
 
     weights = params.evaluate.inception_weights
     if not weights:
-        raise SynthdataError("evaluate.inception_weights: set it to a local copy of "
-                             "weights-inception-2015-12-05-6726825d.pth to use feature_extractor: inception")
+        raise SynthdataError(
+            "evaluate.inception_weights: set it to a local copy of "
+            "weights-inception-2015-12-05-6726825d.pth to use feature_extractor: inception"
+        )
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise SynthdataError(f"evaluate.inception_weights: {path} does not exist (download "
-                             "weights-inception-2015-12-05-6726825d.pth from torch-fidelity's releases)")
+        raise SynthdataError(
+            f"evaluate.inception_weights: {path} does not exist (download "
+            "weights-inception-2015-12-05-6726825d.pth from torch-fidelity's releases)"
+        )
     try:  # refuse anything but plain tensors before torch-fidelity unpickles it
         torch.load(path, map_location="cpu", weights_only=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
-                                              feature_extractor_weights_path=str(path))
+            net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
     except Exception as exc:
-        raise SynthdataError(f"evaluate.inception_weights: {path} is not an Inception-v3 FID weights file "
-                             f"({str(exc).splitlines()[0][:120]})") from None
+        raise SynthdataError(
+            f"evaluate.inception_weights: {path} is not an Inception-v3 FID weights file "
+            f"({str(exc).splitlines()[0][:120]})"
+        ) from None
     sha = sha256_file(path)
     if not sha.startswith(INCEPTION_SHA256_PREFIX):
-        warnings.warn(f"{path}: sha256 {sha[:8]}... is not the standard FID weights ({INCEPTION_SHA256_PREFIX}...): "
-                      "FIDs will not be comparable with published ones")
+        warnings.warn(
+            f"{path}: sha256 {sha[:8]}... is not the standard FID weights ({INCEPTION_SHA256_PREFIX}...): "
+            "FIDs will not be comparable with published ones"
+        )
     net.to(device).eval()
 
     def fn(x: torch.Tensor) -> torch.Tensor:
@@ -100,8 +125,10 @@ def check(params: Params) -> None:
     """Refuse an unregistered ``evaluate.feature_extractor`` (the stages that use one call this first)."""
     name = params.evaluate.feature_extractor
     if name not in REGISTRY:
-        raise SynthdataError(f"evaluate.feature_extractor: unknown feature extractor {name!r}; choose one of: "
-                             f"{', '.join(sorted(REGISTRY))}")
+        raise SynthdataError(
+            f"evaluate.feature_extractor: unknown feature extractor {name!r}; choose one of: "
+            f"{', '.join(sorted(REGISTRY))}"
+        )
 
 
 def build(params: Params, device: torch.device) -> Extractor:

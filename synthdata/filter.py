@@ -36,14 +36,29 @@ def _run(params: Params) -> dict:
             return info
         device = setup_device(params.runtime)
         train = load_dataset(train_dir)  # the train split only: val and test are never opened here
-        model, _ = classifier.fit(train.images, train.labels, None, None, len(train.class_names), fp.classifier,
-                                  derive(fp.seed, "judge"), device)  # the seed stream keeps its first name
-        info = {"enabled": True, "in_channels": int(train.images.shape[1]), "num_classes": len(train.class_names),
-                "image_hw": list(train.images.shape[2:]), "width": fp.classifier.width,
-                "feature_dim": fp.classifier.feature_dim, "class_names": train.class_names,
-                "trained_on": train_dir.as_posix(), "n_train": len(train.labels),
-                "train_sha256": sha256_file(train_dir / "metadata.parquet"),
-                "train_accuracy": classifier.accuracy(model, train.images, train.labels)}
+        model, _ = classifier.fit(
+            train.images,
+            train.labels,
+            None,
+            None,
+            len(train.class_names),
+            fp.classifier,
+            derive(fp.seed, "judge"),
+            device,
+        )  # the seed stream keeps its first name
+        info = {
+            "enabled": True,
+            "in_channels": int(train.images.shape[1]),
+            "num_classes": len(train.class_names),
+            "image_hw": list(train.images.shape[2:]),
+            "width": fp.classifier.width,
+            "feature_dim": fp.classifier.feature_dim,
+            "class_names": train.class_names,
+            "trained_on": train_dir.as_posix(),
+            "n_train": len(train.labels),
+            "train_sha256": sha256_file(train_dir / "metadata.parquet"),
+            "train_accuracy": classifier.accuracy(model, train.images, train.labels),
+        }
         info["sha256"] = classifier.save(tmp / FILE, model.cpu(), info)
         write_json(tmp / INFO, info)
     return {k: info[k] for k in ("enabled", "n_train", "train_accuracy")}

@@ -33,12 +33,16 @@ class FilterClassifier:
         folder = Path(params.paths.filter)
         info = json.loads((folder / INFO).read_text()) if (folder / INFO).is_file() else {"enabled": False}
         if not info.get("enabled"):
-            raise SynthdataError(f"{folder}: no filter classifier trained; filter.enabled is true, so run "
-                                 "'synthdata filter' (or 'dvc repro') first")
+            raise SynthdataError(
+                f"{folder}: no filter classifier trained; filter.enabled is true, so run "
+                "'synthdata filter' (or 'dvc repro') first"
+            )
         train_sha = sha256_file(Path(params.paths.prepared) / "train" / "metadata.parquet")
         if info["class_names"] != class_names or info["train_sha256"] != train_sha:
-            raise SynthdataError(f"{folder}: the filter classifier was trained on other data than "
-                                 f"{params.paths.prepared}/train; run 'synthdata filter' again")
+            raise SynthdataError(
+                f"{folder}: the filter classifier was trained on other data than "
+                f"{params.paths.prepared}/train; run 'synthdata filter' again"
+            )
         self.model, _ = classifier.load(folder / FILE, "filter classifier", "run 'synthdata filter'")
         self.info = info
         self.model.to(device)
@@ -54,8 +58,16 @@ class FilterClassifier:
         return ok.numpy()
 
 
-def filtered_class(generate, clf: FilterClassifier, label: int, count: int, first_seed: int, batch: int,
-                   max_draws: int, class_name: str) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+def filtered_class(
+    generate,
+    clf: FilterClassifier,
+    label: int,
+    count: int,
+    first_seed: int,
+    batch: int,
+    max_draws: int,
+    class_name: str,
+) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
     """Yield (images, seeds, drawn so far) of the first ``count`` accepted candidates of one class, batch by
     batch (memory does not grow with ``count``); the last ``drawn`` is how many candidates it took.
 
@@ -68,11 +80,12 @@ def filtered_class(generate, clf: FilterClassifier, label: int, count: int, firs
             raise SynthdataError(
                 f"filter: class {class_name!r}: only {kept} of {drawn} candidates accepted by the filter classifier "
                 f"(needed {count}; filter.max_draws {max_draws}); train the generator longer, lower "
-                "filter.min_confidence or raise filter.max_draws")
+                "filter.min_confidence or raise filter.max_draws"
+            )
         n = min(batch, max_draws * count - drawn)
         seeds = first_seed + drawn + np.arange(n, dtype=np.int64)
         images = generate(torch.full((n,), label, dtype=torch.long), torch.from_numpy(seeds))
-        ok = np.flatnonzero(clf.accepts(images, label))[:count - kept]
+        ok = np.flatnonzero(clf.accepts(images, label))[: count - kept]
         kept += len(ok)
         # candidates after the last kept one do not count
         drawn += int(ok[-1]) + 1 if kept == count else n

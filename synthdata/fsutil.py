@@ -103,8 +103,9 @@ def _blocks(nbytes: int, block: int) -> int:
     return -(-nbytes // block) * block
 
 
-def check_free_space(folder: str | os.PathLike, files: int, bytes_per_file: int, extra_bytes: int,
-                     what: str, fix: str) -> None:
+def check_free_space(
+    folder: str | os.PathLike, files: int, bytes_per_file: int, extra_bytes: int, what: str, fix: str
+) -> None:
     """Refuse up front when ``files`` files of ``bytes_per_file`` bytes (each rounded up to the file system's
     block) plus ``extra_bytes`` do not fit in the free space or free inodes of ``folder``'s file system."""
     from synthdata.errors import SynthdataError
@@ -116,16 +117,21 @@ def check_free_space(folder: str | os.PathLike, files: int, bytes_per_file: int,
     need += need // 50 + 16 * block  # directories and file-system overhead: 2% and a few blocks
     free = st.f_bavail * block
     if need > free:
-        raise SynthdataError(f"{what}: needs about {need / 1e6:,.1f} MB in {folder} ({files:,} files), but only "
-                             f"{free / 1e6:,.1f} MB are free there; free space or {fix}")
+        raise SynthdataError(
+            f"{what}: needs about {need / 1e6:,.1f} MB in {folder} ({files:,} files), but only "
+            f"{free / 1e6:,.1f} MB are free there; free space or {fix}"
+        )
     if st.f_files and files > st.f_favail:  # f_files == 0: the file system has no inode limit
-        raise SynthdataError(f"{what}: needs {files:,} files in {folder}, but only {st.f_favail:,} more fit on "
-                             f"its file system (inodes); free some or {fix}")
+        raise SynthdataError(
+            f"{what}: needs {files:,} files in {folder}, but only {st.f_favail:,} more fit on "
+            f"its file system (inodes); free some or {fix}"
+        )
 
 
 def is_disk_full(exc: BaseException) -> bool:
     """Whether an error is the disk (or quota) running out: errno, or the text of libraries that drop it."""
     import errno
 
-    return isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                                         or "No space left on device" in str(exc))
+    return isinstance(exc, OSError) and (
+        exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
+    )

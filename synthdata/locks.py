@@ -49,8 +49,9 @@ def _acquire(path: Path, exclusive: bool) -> int:
         holder = _holder(fd)
         os.close(fd)
         doing = "being used" if exclusive else "being written"
-        raise RepoBusy(f"{path} is {doing} by another synthdata run{holder}; run this again when it has "
-                       "finished") from None
+        raise RepoBusy(
+            f"{path} is {doing} by another synthdata run{holder}; run this again when it has finished"
+        ) from None
     if exclusive:  # say who holds it, for the message of a run that finds it held
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}: {' '.join(Path(a).name for a in sys.argv[:4])}".encode(), 0)

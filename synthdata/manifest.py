@@ -14,6 +14,7 @@ from synthdata.params import Params
 MANIFEST = "manifest.json"
 DATASET = "dataset"
 
+
 def _read_json(path: Path, stage: str) -> dict:
     try:
         return json.loads(path.read_text())
@@ -29,12 +30,20 @@ def candidates(params: Params) -> list[dict]:
     for name in params.generators:
         folder = Path(params.paths.evaluation) / name
         gate, scores = _read_json(folder / "gate.json", "evaluate"), Scores.read(folder, name)
-        failed = [f"{c['check']} {c['value']:.3f} (limit {c['op']} {c['limit']})" for c in gate["checks"]
-                  if not c["passed"]]
-        rows.append({"generator": name, "passed": bool(gate["passed"]), "failed_checks": failed,
-                     "checkpoint_sha256": gate["checkpoint_sha256"],
-                     "scores": scores.values})
+        failed = [
+            f"{c['check']} {c['value']:.3f} (limit {c['op']} {c['limit']})" for c in gate["checks"] if not c["passed"]
+        ]
+        rows.append(
+            {
+                "generator": name,
+                "passed": bool(gate["passed"]),
+                "failed_checks": failed,
+                "checkpoint_sha256": gate["checkpoint_sha256"],
+                "scores": scores.values,
+            }
+        )
     return rows
+
 
 def read_manifest(params: Params) -> dict:
     return _read_json(Path(params.paths.published) / MANIFEST, "publish")

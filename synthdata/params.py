@@ -38,9 +38,11 @@ class DataParams(Section):
     source: str = Field("sklearn-digits", description="a registered data source")
     path: str | None = Field(None, description="folder or file for sources that read one")
     image_size: tuple[int, int] | None = Field(
-        None, description="[height, width] to bring every image to; null keeps the source's size")
+        None, description="[height, width] to bring every image to; null keeps the source's size"
+    )
     resize: Literal["error", "resize", "center-crop"] = Field(
-        "error", description="images of another size: stop, resize (bicubic) or center-crop/pad")
+        "error", description="images of another size: stop, resize (bicubic) or center-crop/pad"
+    )
     channels: Literal["auto", 1, 3] = "auto"
 
     @field_validator("image_size", mode="before")
@@ -70,7 +72,8 @@ class PrepareParams(Section):
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5, description="ignored when the source has a test split")
     train_per_class: int | None = Field(
-        None, gt=0, description="low-data protocol: keep only this many train images per class (val/test unchanged)")
+        None, gt=0, description="low-data protocol: keep only this many train images per class (val/test unchanged)"
+    )
 
 
 class RuntimeParams(Section):
@@ -98,7 +101,8 @@ class SampleParams(Section):
     seed: int = Field(0, ge=0, le=2**62, description="latent seed of the first image")
     per_class: int = Field(500, gt=0, le=10_000_000, description="images per class (class-balanced)")
     counts: dict[str, int] = Field(
-        default_factory=dict, description="per-class counts by class name; overrides per_class")
+        default_factory=dict, description="per-class counts by class name; overrides per_class"
+    )
     batch_size: int = Field(500, gt=0, le=65536)
     workers: int = Field(0, ge=0, le=64, description="PNG writer processes; 0 = one per core")
 
@@ -131,20 +135,26 @@ class FilterParams(Section):
     train split (the ``filter`` stage's classifier; it never sees val or test) predicts its label."""
 
     enabled: bool = False
-    min_confidence: float = Field(0.0, ge=0, lt=1, description="also require the filter classifier's "
-                                  "probability of the label to reach this")
-    max_draws: int = Field(20, ge=1, le=10_000, description="candidates per kept image before a class is given "
-                           "up on with an error")
+    min_confidence: float = Field(
+        0.0, ge=0, lt=1, description="also require the filter classifier's probability of the label to reach this"
+    )
+    max_draws: int = Field(
+        20, ge=1, le=10_000, description="candidates per kept image before a class is given up on with an error"
+    )
     seed: int = Field(0, ge=0)
     classifier: ClassifierParams = ClassifierParams(steps=2000, shift=1.0, rotate=10.0)
 
 
 class EvaluateParams(Section):
     seed: int = Field(0, ge=0)
-    feature_extractor: str = Field("domain", description="a registered feature extractor (synthdata.features); "
-                                   "checked by the stages that use it, reference and evaluate")
+    feature_extractor: str = Field(
+        "domain",
+        description="a registered feature extractor (synthdata.features); "
+        "checked by the stages that use it, reference and evaluate",
+    )
     inception_weights: str | None = Field(
-        None, description="path of weights-inception-2015-12-05-6726825d.pth (for feature_extractor: inception)")
+        None, description="path of weights-inception-2015-12-05-6726825d.pth (for feature_extractor: inception)"
+    )
     batch_size: int = Field(500, gt=0, le=65536, description="feature-extraction batch size")
     seeds: int = Field(3, ge=1, le=20, description="classifier seeds per training set (mean and std)")
     kid_subset_size: int = Field(1000, ge=2)
@@ -152,8 +162,12 @@ class EvaluateParams(Section):
     prdc_k: int = Field(5, ge=1)
     grid_per_class: int = Field(10, ge=1, le=64, description="sample-grid columns")
     augment_real_fraction: float | None = Field(
-        None, gt=0, lt=1, description="share of each real+synthetic classifier batch drawn from the real train "
-        "split; null: in proportion to the counts (plain concatenation)")
+        None,
+        gt=0,
+        lt=1,
+        description="share of each real+synthetic classifier batch drawn from the real train "
+        "split; null: in proportion to the counts (plain concatenation)",
+    )
     classifier: ClassifierParams = ClassifierParams()
 
 
@@ -167,8 +181,11 @@ class GateParams(Section):
 class PublishParams(Section):
     """What the ``publish`` stage stages for release: one gated augmented dataset."""
 
-    name: str = Field("synthdata", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-                      description="dataset name: release tags are <name>-v<N>")
+    name: str = Field(
+        "synthdata",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="dataset name: release tags are <name>-v<N>",
+    )
     generator: str = Field("auto", description="auto (the passing generator with the best acc_synthetic) or a name")
 
 
@@ -191,12 +208,16 @@ class Params(Section):
         train = raw.get("train") if isinstance(raw, dict) else None
         moved = [k for k in ("device", "threads") if isinstance(train, dict) and k in train]
         if moved:
-            raise ValueError(f"train.{moved[0]} moved to runtime.{moved[0]} (a section of its own: every stage that "
-                             "runs networks reads it); move the key there")
+            raise ValueError(
+                f"train.{moved[0]} moved to runtime.{moved[0]} (a section of its own: every stage that "
+                "runs networks reads it); move the key there"
+            )
         paths = raw.get("paths") if isinstance(raw, dict) else None
         if isinstance(paths, dict) and "judge" in paths:
-            raise ValueError("paths.judge was renamed paths.filter (the 'filter' stage: one name for classifier-"
-                             "filtered sampling); rename the key")
+            raise ValueError(
+                "paths.judge was renamed paths.filter (the 'filter' stage: one name for classifier-"
+                "filtered sampling); rename the key"
+            )
         return raw
 
     @field_validator("generators")
@@ -210,8 +231,10 @@ class Params(Section):
     @model_validator(mode="after")
     def _publish_listed(self) -> "Params":
         if self.publish.generator != "auto" and self.publish.generator not in self.generators:
-            raise ValueError(f"publish.generator {self.publish.generator!r} is not in generators {self.generators}; "
-                             "use 'auto' or one of them")
+            raise ValueError(
+                f"publish.generator {self.publish.generator!r} is not in generators {self.generators}; "
+                "use 'auto' or one of them"
+            )
         return self
 
     def generator_config(self, name: str) -> generators.GeneratorConfig:
@@ -219,7 +242,7 @@ class Params(Section):
 
 
 MAX_FILE_BYTES = 1 << 20  # a params file is a few kB; refuse what cannot be one before parsing it
-MAX_VALUES = 100_000      # YAML nodes after alias expansion: bounds "billion laughs" documents
+MAX_VALUES = 100_000  # YAML nodes after alias expansion: bounds "billion laughs" documents
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -238,8 +261,11 @@ class StrictLoader(yaml.SafeLoader):
                 continue
             if first != line:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {shorten(repr(key), 60)} on lines {first} and {line}; keep one",
-                    key_node.start_mark)
+                    None,
+                    None,
+                    f"duplicate key {shorten(repr(key), 60)} on lines {first} and {line}; keep one",
+                    key_node.start_mark,
+                )
         return super().construct_mapping(node, deep=deep)
 
 

@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 
-def sample_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, per_class: int,
-                path: Path, scale: int | None = None) -> None:
+def sample_grid(
+    images: torch.Tensor, labels: torch.Tensor, num_classes: int, per_class: int, path: Path, scale: int | None = None
+) -> None:
     """A PNG with one row per class and up to ``per_class`` images in each (black where a class has fewer)."""
     c, h, w = images.shape[1:]
     scale = scale or max(1, 64 // max(h, w))
@@ -21,7 +22,7 @@ def sample_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, pe
         rows = images[labels == k][:per_class]
         for j, img in enumerate(rows):
             y, x = pad + k * (h + pad), pad + j * (w + pad)
-            grid[y:y + h, x:x + w] = img.permute(1, 2, 0).numpy()
+            grid[y : y + h, x : x + w] = img.permute(1, 2, 0).numpy()
     grid = grid.repeat(scale, 0).repeat(scale, 1)
     Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
 
@@ -35,9 +36,16 @@ def _figure():
     return plt
 
 
-def bar_chart(names: list[str], values: list[float], path: Path, title: str, ylabel: str,
-              errors: list[float] | None = None, reference: list[float] | None = None,
-              reference_label: str = "") -> None:
+def bar_chart(
+    names: list[str],
+    values: list[float],
+    path: Path,
+    title: str,
+    ylabel: str,
+    errors: list[float] | None = None,
+    reference: list[float] | None = None,
+    reference_label: str = "",
+) -> None:
     plt = _figure()
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(names) + 2), 3.2), dpi=100)
     x = np.arange(len(names))
@@ -60,8 +68,7 @@ def confusion_chart(matrix: list[list[int]], names: list[str], path: Path, title
     ax.imshow(m, cmap="Blues")
     for (i, j), v in np.ndenumerate(m):
         if v:
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
-                    color="white" if v > m.max() / 2 else "black")
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v > m.max() / 2 else "black")
     ax.set_xticks(range(len(names)), names)
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted")

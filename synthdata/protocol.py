@@ -20,12 +20,17 @@ def load_splits(params: Params) -> dict:
     for s, d in splits.items():
         missing = [c for k, c in enumerate(d.class_names) if not (d.labels == k).any()]
         if missing:
-            raise SynthdataError(f"{params.paths.prepared}/{s}: class {missing[0]!r} has no images; "
-                                 "add images or change prepare fractions")
+            raise SynthdataError(
+                f"{params.paths.prepared}/{s}: class {missing[0]!r} has no images; "
+                "add images or change prepare fractions"
+            )
     return splits
 
 
 def protocol(params: Params) -> dict:
     """What the baseline depends on; evaluate refuses a baseline made under another protocol."""
-    return {"seed": params.evaluate.seed, "seeds": params.evaluate.seeds,
-            "classifier": params.evaluate.classifier.model_dump(mode="json")}
+    return {
+        "seed": params.evaluate.seed,
+        "seeds": params.evaluate.seeds,
+        "classifier": params.evaluate.classifier.model_dump(mode="json"),
+    }

@@ -40,8 +40,9 @@ def choose(params: Params, rows: list[dict]) -> tuple[dict | None, str]:
         why = " | ".join(f"{r['generator']}: {'; '.join(r['failed_checks'])}" for r in rows)
         return None, f"no generator passed the gate ({why})"
     best = max(passed, key=lambda r: (r["scores"]["acc_synthetic"] or 0.0, -(r["scores"]["fid_ratio"] or 0.0)))
-    return best, (f"{best['generator']} has the best acc_synthetic of the {len(passed)} generator(s) that "
-                  "passed the gate")
+    return best, (
+        f"{best['generator']} has the best acc_synthetic of the {len(passed)} generator(s) that passed the gate"
+    )
 
 
 def dataset_id(root: Path) -> str:
@@ -67,12 +68,15 @@ def _card(params: Params, row: dict, meta, class_names: list[str], reason: str) 
         "| metric | value |\n| --- | --- |\n"
         + "\n".join(f"| {k} | {fmt(s[k])} |" for k in score_keys())
         + f"\n\nGate: fid / fid_floor <= {params.gate.max_fid_ratio} and acc_synthetic / acc_real >= "
-        f"{params.gate.min_acc_ratio}.")
-    provenance = [f"generator: {row['generator']}",
-                  f"checkpoint sha256: {', '.join(row['checkpoint_sha256'])}",
-                  "every synthetic row of `metadata.parquet` names its checkpoint and latent seed: "
-                  "`synthdata.load_generator(...).generate([label_id], seed)` remakes it bit for bit",
-                  f"real images: {params.paths.prepared}/train ({origin})"]
+        f"{params.gate.min_acc_ratio}."
+    )
+    provenance = [
+        f"generator: {row['generator']}",
+        f"checkpoint sha256: {', '.join(row['checkpoint_sha256'])}",
+        "every synthetic row of `metadata.parquet` names its checkpoint and latent seed: "
+        "`synthdata.load_generator(...).generate([label_id], seed)` remakes it bit for bit",
+        f"real images: {params.paths.prepared}/train ({origin})",
+    ]
     lic = "Synthetic images made by a generator trained on the real data: same license as the real data."
     return dataset_card(f"{params.publish.name}: augmented dataset", summary, counts, class_names, provenance, lic)
 
@@ -88,26 +92,35 @@ def _run(params: Params) -> dict:
     rows = candidates(params)
     row, reason = choose(params, rows)
     out = Path(params.paths.published)
-    manifest = {"name": params.publish.name, "published": row is not None, "reason": reason,
-                "candidates": rows}
+    manifest = {"name": params.publish.name, "published": row is not None, "reason": reason, "candidates": rows}
     with atomic_dir(out) as tmp:
         if row is not None:
             src = Path(params.paths.augmented) / row["generator"]
             meta, class_names = read_metadata(src)
             missing = [f for f in meta["file_name"] if not (src / f).is_file()]
             if missing:
-                raise SynthdataError(f"{src}: {len(missing)} file(s) listed in metadata.parquet are missing "
-                                     f"(first: {missing[0]}); run 'synthdata sample' again")
+                raise SynthdataError(
+                    f"{src}: {len(missing)} file(s) listed in metadata.parquet are missing "
+                    f"(first: {missing[0]}); run 'synthdata sample' again"
+                )
             dst = tmp / DATASET
             link_tree(src, dst)  # 111,000 files on MNIST: links, not copies (stages replace folders whole)
             card = dst / "README.md"
             card.unlink(missing_ok=True)  # a link to the augmented dataset's card: replace it, never write into it
             card.write_text(_card(params, row, meta, class_names, reason))
-            manifest.update({
-                "generator": row["generator"], "dataset": DATASET, "dataset_id": dataset_id(dst),
-                "images": len(meta), "real_images": int((meta["source"] == "real").sum()),
-                "synthetic_images": int((meta["source"] == "synthetic").sum()), "classes": class_names,
-                "scores": row["scores"], "checkpoint_sha256": row["checkpoint_sha256"]})
+            manifest.update(
+                {
+                    "generator": row["generator"],
+                    "dataset": DATASET,
+                    "dataset_id": dataset_id(dst),
+                    "images": len(meta),
+                    "real_images": int((meta["source"] == "real").sum()),
+                    "synthetic_images": int((meta["source"] == "synthetic").sum()),
+                    "classes": class_names,
+                    "scores": row["scores"],
+                    "checkpoint_sha256": row["checkpoint_sha256"],
+                }
+            )
         write_json(tmp / MANIFEST, manifest)
     if row is None:
         print(f"synthdata publish: warning: nothing published: {reason}", file=sys.stderr)

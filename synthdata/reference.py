@@ -30,23 +30,43 @@ def _run(params: Params) -> dict:
     device = setup_device(params.runtime)
     splits = load_splits(params)
     train, val, test = (splits[s] for s in SPLITS)
-    cfg = params.evaluate.classifier
+    ep = params.evaluate
     t = time.perf_counter()
-    runs = classifier.trials(train.images, train.labels, val, test, len(train.class_names), cfg,
-                             params.evaluate.seed, params.evaluate.seeds, device)
+    runs = classifier.trials(
+        train.images, train.labels, val, test, len(train.class_names), ep.classifier, ep.seed, ep.seeds, device
+    )
     real = classifier.summarize(runs)
     seconds = time.perf_counter() - t
-    domain = runs[0]["model"]
-    info = {"in_channels": int(train.images.shape[1]), "num_classes": len(train.class_names),
-            "image_hw": list(train.images.shape[2:]), "width": cfg.width, "feature_dim": cfg.feature_dim,
-            "class_names": train.class_names, "test_accuracy": runs[0]["test_accuracy"],
-            "val_accuracy": runs[0]["val_accuracy"], "trained_on": f"{params.paths.prepared}/train"}
+    info = _domain_info(params, train, runs[0])
     with atomic_dir(params.paths.reference) as tmp:
-        sha = classifier.save(tmp / features.DOMAIN_FILE, domain, info)
+        sha = classifier.save(tmp / features.DOMAIN_FILE, runs[0]["model"], info)
         write_json(tmp / "domain.json", {**info, "sha256": sha})
-        baseline = {"acc_real": real["mean"], "acc_real_std": real["std"], "real": real, "n_train": len(train.labels),
-                    "n_val": len(val.labels), "n_test": len(test.labels), "protocol": protocol(params)}
-        write_json(tmp / "baseline.json", baseline)
+        counts = {f"n_{s}": len(d.labels) for s, d in splits.items()}
+        baseline = {"acc_real": real["mean"], "acc_real_std": real["std"], "real": real, **counts}
+        write_json(tmp / "baseline.json", {**baseline, "protocol": protocol(params)})
         write_json(tmp / "params.json", resolved(params))
-    return {"acc_real": real["mean"], "acc_real_std": real["std"], "domain_test_accuracy": info["test_accuracy"],
-            "seconds": round(seconds, 1)}
+    return {
+        "acc_real": real["mean"],
+        "acc_real_std": real["std"],
+        "domain_test_accuracy": info["test_accuracy"],
+        "seconds": round(seconds, 1),
+    }
+
+
+def _domain_info(params: Params, train, run: dict) -> dict:
+    """The domain extractor's architecture and provenance (its seed-0 baseline classifier)."""
+    cfg = params.evaluate.classifier
+    shape = {
+        "in_channels": int(train.images.shape[1]),
+        "num_classes": len(train.class_names),
+        "image_hw": list(train.images.shape[2:]),
+        "width": cfg.width,
+        "feature_dim": cfg.feature_dim,
+    }
+    return {
+        **shape,
+        "class_names": train.class_names,
+        "test_accuracy": run["test_accuracy"],
+        "val_accuracy": run["val_accuracy"],
+        "trained_on": f"{params.paths.prepared}/train",
+    }

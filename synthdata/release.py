@@ -37,16 +37,29 @@ from synthdata.metrics import registry
 from synthdata.params import Params
 
 TABLE = "published.csv"
+
+
 def columns() -> list[str]:
     """published.csv's columns: the version's identity, the registered metric columns marked ``release``."""
-    return (["version", "released_at", "dataset_id", "generator", "images", "real_images", "synthetic_images"]
-            + [c.key for c in registry.columns() if c.release] + ["path", "remote"])
+    return (
+        ["version", "released_at", "dataset_id", "generator", "images", "real_images", "synthetic_images"]
+        + [c.key for c in registry.columns() if c.release]
+        + ["path", "remote"]
+    )
+
+
 ALLOWED_DIRTY = {"dvc.lock", "params.yaml", TABLE}
 
 
 def _git(root: Path, *args: str, check: bool = True, input: str | None = None, env: dict | None = None) -> str:
-    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, input=input,
-                          env=None if env is None else {**os.environ, **env})
+    proc = subprocess.run(
+        ["git", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        input=input,
+        env=None if env is None else {**os.environ, **env},
+    )
     if check and proc.returncode != 0:
         first = (proc.stderr or proc.stdout).strip().splitlines()
         raise SynthdataError(f"git {args[0]} failed: {first[-1] if first else proc.returncode}")
@@ -78,8 +91,7 @@ def _table_bytes(rows: list[dict]) -> bytes:
 
 def versions(root: Path, name: str) -> list[int]:
     pat = re.compile(rf"^{re.escape(name)}-v(\d+)$")
-    return sorted(int(m.group(1)) for t in _git(root, "tag", "--list", f"{name}-v*").split()
-                  if (m := pat.match(t)))
+    return sorted(int(m.group(1)) for t in _git(root, "tag", "--list", f"{name}-v*").split() if (m := pat.match(t)))
 
 
 def _commit_aside(root: Path, head: str, paths: list[str], message: str) -> str:
@@ -101,10 +113,15 @@ def _publish_refs(root: Path, branch: str, head: str, commit: str, version: str,
     transaction: both happen or neither (nor if the branch moved meanwhile), so no commit on the branch lists
     a version that has no tag."""
     tagger = _git(root, "var", "GIT_COMMITTER_IDENT").strip()
-    tag = _git(root, "mktag",
-               input=f"object {commit}\ntype commit\ntag {version}\ntagger {tagger}\n\n{message}\n").strip()
-    _git(root, "update-ref", "--stdin", input=f"start\nupdate {branch} {commit} {head}\n"
-         f"create refs/tags/{version} {tag}\nprepare\ncommit\n")
+    tag = _git(
+        root, "mktag", input=f"object {commit}\ntype commit\ntag {version}\ntagger {tagger}\n\n{message}\n"
+    ).strip()
+    _git(
+        root,
+        "update-ref",
+        "--stdin",
+        input=f"start\nupdate {branch} {commit} {head}\ncreate refs/tags/{version} {tag}\nprepare\ncommit\n",
+    )
 
 
 def run(params: Params, remote: str | None = None) -> dict:
@@ -122,14 +139,23 @@ def _run(params: Params, remote: str | None, root: Path) -> dict:
     done = versions(root, name)
     for row in reversed(rows):
         if row["version"] in {f"{name}-v{n}" for n in done} and row["dataset_id"] == manifest["dataset_id"]:
-            return {"version": row["version"], "released": False, "dataset_id": manifest["dataset_id"],
-                    "note": "identical to an existing version; nothing to do"}
+            return {
+                "version": row["version"],
+                "released": False,
+                "dataset_id": manifest["dataset_id"],
+                "note": "identical to an existing version; nothing to do",
+            }
     remote_name, pushed = _push(root, remote)
     version = f"{name}-v{(done[-1] if done else 0) + 1}"
     path = f"{Path(params.paths.published).as_posix()}/{DATASET}"
     _record(root, manifest, rows, version, path, remote_name)
-    return {"version": version, "released": True, "dataset_id": manifest["dataset_id"], "pushed_files": pushed,
-            "get": f"dvc get <this repo> {path} --rev {version}"}
+    return {
+        "version": version,
+        "released": True,
+        "dataset_id": manifest["dataset_id"],
+        "pushed_files": pushed,
+        "get": f"dvc get <this repo> {path} --rev {version}",
+    }
 
 
 def _check_clean(root: Path) -> None:
@@ -143,13 +169,16 @@ def _check_clean(root: Path) -> None:
     except DvcException as exc:
         raise _dvc_error(exc, "dvc status") from None
     if stale:
-        raise SynthdataError(f"the pipeline is not up to date (dvc status: {', '.join(sorted(stale)[:4])}); "
-                             "run 'dvc repro' first")
+        raise SynthdataError(
+            f"the pipeline is not up to date (dvc status: {', '.join(sorted(stale)[:4])}); run 'dvc repro' first"
+        )
     dirty = [line[3:] for line in _git(root, "status", "--porcelain", "--untracked-files=no").splitlines()]
     dirty = [p for p in dirty if p not in ALLOWED_DIRTY]
     if dirty:
-        raise SynthdataError(f"uncommitted changes to {', '.join(dirty[:3])}: commit them first, so that the "
-                             "release tag rebuilds this dataset")
+        raise SynthdataError(
+            f"uncommitted changes to {', '.join(dirty[:3])}: commit them first, so that the "
+            "release tag rebuilds this dataset"
+        )
 
 
 def _push(root: Path, remote: str | None) -> tuple[str, int]:
@@ -171,24 +200,43 @@ def _record(root: Path, manifest: dict, rows: list[dict], version: str, path: st
     """The row of ``published.csv``, committed aside with dvc.lock and params.yaml, and the tag: the branch
     and the tag move together; on any failure the table is put back as it was."""
     s, keys = manifest["scores"], [c.key for c in registry.columns() if c.release]
-    row = {"version": version, "released_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "dataset_id": manifest["dataset_id"], "generator": manifest["generator"], "images": manifest["images"],
-           "real_images": manifest["real_images"], "synthetic_images": manifest["synthetic_images"],
-           **{k: s.get(k) for k in keys}, "path": path, "remote": remote_name}
+    row = {
+        "version": version,
+        "released_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "dataset_id": manifest["dataset_id"],
+        "generator": manifest["generator"],
+        "images": manifest["images"],
+        "real_images": manifest["real_images"],
+        "synthetic_images": manifest["synthetic_images"],
+        **{k: s.get(k) for k in keys},
+        "path": path,
+        "remote": remote_name,
+    }
     table = root / TABLE
     before = table.read_bytes() if table.exists() else None
     files = [TABLE, "dvc.lock", "params.yaml"]
-    message = "\n".join([f"{version}: {manifest['generator']} augmented dataset", "",
-                         f"dataset_id: {manifest['dataset_id']}", f"path: {path}",
-                         *(f"{k}: {s.get(k)}" for k in keys)])
+    message = "\n".join(
+        [
+            f"{version}: {manifest['generator']} augmented dataset",
+            "",
+            f"dataset_id: {manifest['dataset_id']}",
+            f"path: {path}",
+            *(f"{k}: {s.get(k)}" for k in keys),
+        ]
+    )
     try:
         atomic_write_bytes(table, _table_bytes([r for r in rows if r["version"] != version] + [row]))
         branch = _git(root, "symbolic-ref", "-q", "HEAD", check=False).strip()
         if not branch:
             raise SynthdataError("HEAD is detached: check out the branch to release on (git switch BRANCH)")
         head = _git(root, "rev-parse", "HEAD").strip()
-        commit = _commit_aside(root, head, files, f"Release {version}: {manifest['generator']} augmented dataset "
-                               f"({manifest['images']} images, dataset id {manifest['dataset_id'][:12]})")
+        commit = _commit_aside(
+            root,
+            head,
+            files,
+            f"Release {version}: {manifest['generator']} augmented dataset "
+            f"({manifest['images']} images, dataset id {manifest['dataset_id'][:12]})",
+        )
         _publish_refs(root, branch, head, commit, version, message)
     except BaseException:
         if before is None:

@@ -48,9 +48,11 @@ def metrics_table(rows: list[dict]) -> str:
 def published_summary(manifest: dict) -> str:
     if not manifest["published"]:
         return f"**Nothing published.** {manifest['reason']}."
-    return (f"**Published: `{manifest['generator']}`** ({manifest['reason']}): {manifest['images']} images "
-            f"({manifest['real_images']} real, {manifest['synthetic_images']} synthetic), dataset id "
-            f"`{manifest['dataset_id'][:16]}`.")
+    return (
+        f"**Published: `{manifest['generator']}`** ({manifest['reason']}): {manifest['images']} images "
+        f"({manifest['real_images']} real, {manifest['synthetic_images']} synthetic), dataset id "
+        f"`{manifest['dataset_id'][:16]}`."
+    )
 
 
 def run(params: Params) -> dict:
@@ -64,14 +66,25 @@ def _run(params: Params) -> dict:
     rows = candidates(params)
     manifest = read_manifest(params)
     published = Path(params.paths.published)
-    parts = [f"# synthdata report: {params.publish.name}", "",
-             f"Data source `{params.data.source}`; generators {', '.join(params.generators)}; "
-             f"features `{rows[0]['scores']['feature_extractor']}`.", "",
-             "## Verdict", "", published_summary(manifest), "",
-             "## Metrics (real test split)", "", metrics_table(rows), "",
-             "fid: FID of the synthetic images against the real test split; floor: FID of as many real train "
-             "images against the same split; acc: real-test accuracy (mean ± std over seeds) of one classifier "
-             "trained on real, synthetic or real + synthetic data.", ""]
+    parts = [
+        f"# synthdata report: {params.publish.name}",
+        "",
+        f"Data source `{params.data.source}`; generators {', '.join(params.generators)}; "
+        f"features `{rows[0]['scores']['feature_extractor']}`.",
+        "",
+        "## Verdict",
+        "",
+        published_summary(manifest),
+        "",
+        "## Metrics (real test split)",
+        "",
+        metrics_table(rows),
+        "",
+        "fid: FID of the synthetic images against the real test split; floor: FID of as many real train "
+        "images against the same split; acc: real-test accuracy (mean ± std over seeds) of one classifier "
+        "trained on real, synthetic or real + synthetic data.",
+        "",
+    ]
     with atomic_dir(params.paths.report) as tmp:
         for r in rows:
             parts += _generator_section(params, r, tmp)
@@ -91,10 +104,14 @@ def _generator_section(params: Params, r: dict, tmp: Path) -> list[str]:
         mark = "passed" if c["passed"] else "FAILED"
         parts.append(f"- gate {c['check']}: {c['value']:.3f} {c['op']} {c['limit']} ({c['detail']}): {mark}")
     if s.get("class_fid_max_over_median") is not None:
-        parts.append(f"- per-class FID: worst class / median class = {s['class_fid_max_over_median']:.2f}"
-                     + (f" (relative to each class's real-vs-real floor: "
-                        f"{s['class_fid_ratio_max_over_median']:.2f})"
-                        if s.get("class_fid_ratio_max_over_median") is not None else ""))
+        parts.append(
+            f"- per-class FID: worst class / median class = {s['class_fid_max_over_median']:.2f}"
+            + (
+                f" (relative to each class's real-vs-real floor: {s['class_fid_ratio_max_over_median']:.2f})"
+                if s.get("class_fid_ratio_max_over_median") is not None
+                else ""
+            )
+        )
     if s.get("filter_acceptance") is not None:
         table = pd.read_csv(Path(params.paths.evaluation) / name / "per_class.csv")
         per = ", ".join(f"{c} {a:.0%}" for c, a in zip(table["class"], table["acceptance_rate"]))

@@ -42,4 +42,4 @@ class BatchSampler:
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(derive(self.seed, "epoch", epoch))
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
-        return self._perm[i * self.batch:(i + 1) * self.batch]
+        return self._perm[i * self.batch : (i + 1) * self.batch]

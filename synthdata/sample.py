@@ -78,8 +78,7 @@ def _device(folder: str | os.PathLike) -> int:
     return os.stat(existing_ancestor(folder)).st_dev
 
 
-def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
-        progress: bool | None = None) -> dict:
+def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None, progress: bool | None = None) -> dict:
     p = params.paths
     reads = [p.prepared, p.filter] + ([] if checkpoint else [Path(p.models) / name])
     with locks.hold(writes=[Path(p.synthetic) / name, Path(p.augmented) / name], reads=reads):
@@ -87,50 +86,81 @@ def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None,
 
 
 def _run(params: Params, name: str, checkpoint: str | os.PathLike | None, progress: bool | None) -> dict:
-    sp = params.sample
-    ckpt = Path(checkpoint) if checkpoint else Path(params.paths.models) / name
     device = setup_device(params.runtime)
-    model = load_generator(ckpt, expect=name, device=device)  # default memory format: see generate_from_seeds
-    class_names = model.class_names
-    counts = plan_counts(sp, class_names)
-    plan = Plan(counts, sp.seed)
-    real_dir = Path(params.paths.prepared) / "train"
-    real_meta, real_classes = read_metadata(real_dir)
-    if real_classes != class_names:
-        raise SynthdataError(f"{ckpt}: generator classes {class_names} differ from {real_dir} {real_classes}; "
-                             "train it on this prepared data")
+    model, real_dir, real_meta = _load(params, name, checkpoint, device)
+    counts = plan_counts(params.sample, model.class_names)
+    plan = Plan(counts, params.sample.seed)
     check_space(params, name, plan.total, model.image_shape, len(real_meta))
     provenance = _provenance(params, name, model.checkpoint_sha256, plan.total)
     with contextlib.ExitStack() as stack:
         syn_dir = stack.enter_context(atomic_dir(Path(params.paths.synthetic) / name))
         aug_dir = stack.enter_context(atomic_dir(Path(params.paths.augmented) / name))
-        clf = FilterClassifier(params, class_names, device) if params.filter.enabled else None
-        # On the CPU the writer processes sample too (each with one thread, the model inherited by fork); on a
-        # GPU, or when the filter classifier filters, this process samples and the workers only encode and write.
-        producer = None if device.type == "cuda" or clf else functools.partial(_produce, model, plan)
-        writer = DatasetWriter(syn_dir, class_names, workers=sp.workers, producer=producer)
-        bar = tqdm(total=plan.total, desc=f"sample {name}", unit="img", mininterval=1.0,
-                   disable=(None if progress is None else not progress))
-        try:
-            if clf is None:
-                _write_plain(writer, model, plan, producer, name, sp.batch_size, bar)
-            else:
-                provenance.append(_write_filtered(writer, model, clf, counts, params, name, syn_dir, bar))
-            bar.close()
-        finally:
-            writer.close(dataset_card(f"Synthetic {name} dataset", f"{plan.total} images sampled "
-                                      f"class by class from the `{name}` generator.", dict(writer.counts),
-                                      class_names, provenance, LICENSE))
+        _write_synthetic(syn_dir, model, plan, counts, provenance, params, name, device, progress)
         write_json(syn_dir / "params.json", resolved(params))
-        _write_augmented(aug_dir, syn_dir, real_dir, real_meta, class_names, provenance, params, name, plan.total)
-    return {"generator": name, "n_synthetic": plan.total, "n_augmented": plan.total + len(real_meta),
-            "checkpoint_sha256": model.checkpoint_sha256}
+        _write_augmented(aug_dir, syn_dir, real_dir, real_meta, model.class_names, provenance, params, name, plan.total)
+    n_aug = plan.total + len(real_meta)
+    return {
+        "generator": name,
+        "n_synthetic": plan.total,
+        "n_augmented": n_aug,
+        "checkpoint_sha256": model.checkpoint_sha256,
+    }
+
+
+def _load(params: Params, name: str, checkpoint, device: torch.device):
+    """The generator (checked against the prepared data's classes), the real train folder and its metadata."""
+    ckpt = Path(checkpoint) if checkpoint else Path(params.paths.models) / name
+    model = load_generator(ckpt, expect=name, device=device)  # default memory format: see generate_from_seeds
+    real_dir = Path(params.paths.prepared) / "train"
+    real_meta, real_classes = read_metadata(real_dir)
+    if real_classes != model.class_names:
+        raise SynthdataError(
+            f"{ckpt}: generator classes {model.class_names} differ from {real_dir} {real_classes}; "
+            "train it on this prepared data"
+        )
+    return model, real_dir, real_meta
+
+
+def _write_synthetic(
+    syn_dir: Path,
+    model,
+    plan: Plan,
+    counts: list[int],
+    provenance: list[str],
+    params: Params,
+    name: str,
+    device: torch.device,
+    progress: bool | None,
+) -> None:
+    """The synthetic dataset, streamed batch by batch, with its card (``provenance`` gains the filter's line)."""
+    clf = FilterClassifier(params, model.class_names, device) if params.filter.enabled else None
+    # On the CPU the writer processes sample too (each with one thread, the model inherited by fork); on a
+    # GPU, or when the filter classifier filters, this process samples and the workers only encode and write.
+    producer = None if device.type == "cuda" or clf else functools.partial(_produce, model, plan)
+    writer = DatasetWriter(syn_dir, model.class_names, workers=params.sample.workers, producer=producer)
+    disable = None if progress is None else not progress
+    bar = tqdm(total=plan.total, desc=f"sample {name}", unit="img", mininterval=1.0, disable=disable)
+    try:
+        if clf is None:
+            _write_plain(writer, model, plan, producer, name, params.sample.batch_size, bar)
+        else:
+            provenance.append(_write_filtered(writer, model, clf, counts, params, name, syn_dir, bar))
+        bar.close()
+    finally:
+        summary = f"{plan.total} images sampled class by class from the `{name}` generator."
+        card = dataset_card(
+            f"Synthetic {name} dataset", summary, dict(writer.counts), model.class_names, provenance, LICENSE
+        )
+        writer.close(card)
 
 
 def _provenance(params: Params, name: str, sha: str, total: int) -> list[str]:
     seed = params.sample.seed
-    seeds = (f"latent seeds of class k: from {seed} + k * 2**32, those the filter classifier accepted (the `seed` "
-             "column)" if params.filter.enabled else f"latent seeds {seed}..{seed + total - 1} (the `seed` column)")
+    seeds = (
+        f"latent seeds of class k: from {seed} + k * 2**32, those the filter classifier accepted (the `seed` column)"
+        if params.filter.enabled
+        else f"latent seeds {seed}..{seed + total - 1} (the `seed` column)"
+    )
     return [f"generator: {name}", f"checkpoint sha256: {sha}", seeds]
 
 
@@ -146,37 +176,80 @@ def _write_plain(writer: DatasetWriter, model, plan: Plan, producer, name: str, 
     for lo in range(0, plan.total, batch):
         hi = min(lo + batch, plan.total)
         images = (lo, hi) if producer else _produce(model, plan, lo, hi)
-        writer.add(images, plan.labels(lo, hi), [f"{name}-{i:07d}" for i in range(lo, hi)],
-                   seeds=plan.seeds(lo, hi), **_meta(name, model))
+        writer.add(
+            images,
+            plan.labels(lo, hi),
+            [f"{name}-{i:07d}" for i in range(lo, hi)],
+            seeds=plan.seeds(lo, hi),
+            **_meta(name, model),
+        )
         bar.update(hi - lo)
 
 
-def _write_filtered(writer: DatasetWriter, model, clf: FilterClassifier, counts: list[int], params: Params,
-                    name: str, syn_dir: Path, bar) -> str:
+def _write_filtered(
+    writer: DatasetWriter,
+    model,
+    clf: FilterClassifier,
+    counts: list[int],
+    params: Params,
+    name: str,
+    syn_dir: Path,
+    bar,
+) -> str:
     """Class by class, the candidates the filter classifier accepts; writes ``filter.json`` (acceptance rates)
     and returns the provenance line."""
     sp, acceptance, done = params.sample, [], 0
     for k, (cls, count) in enumerate(zip(model.class_names, counts)):
         drawn = 0
-        for images, seeds_k, drawn in filtered_class(model.generate_from_seeds, clf, k, count,
-                                                     sp.seed + k * CLASS_STRIDE, sp.batch_size,
-                                                     params.filter.max_draws, cls):
-            writer.add(images, np.full(len(seeds_k), k), [f"{name}-{i:07d}" for i in range(done, done + len(seeds_k))],
-                       seeds=seeds_k, **_meta(name, model))
+        for images, seeds_k, drawn in filtered_class(
+            model.generate_from_seeds,
+            clf,
+            k,
+            count,
+            sp.seed + k * CLASS_STRIDE,
+            sp.batch_size,
+            params.filter.max_draws,
+            cls,
+        ):
+            writer.add(
+                images,
+                np.full(len(seeds_k), k),
+                [f"{name}-{i:07d}" for i in range(done, done + len(seeds_k))],
+                seeds=seeds_k,
+                **_meta(name, model),
+            )
             done += len(seeds_k)
             bar.update(len(seeds_k))
-        acceptance.append({"class": cls, "class_id": k, "kept": count, "drawn": drawn,
-                           "acceptance_rate": count / drawn})
-    write_json(syn_dir / "filter.json", {
-        "min_confidence": params.filter.min_confidence, "classifier_sha256": clf.info["sha256"],
-        "acceptance_rate": sum(counts) / sum(a["drawn"] for a in acceptance), "per_class": acceptance})
-    return ("classifier-filtered: kept only images the filter classifier (trained on "
-            f"{params.paths.prepared}/train only) labels as their class; acceptance "
-            + ", ".join(f"{a['class']} {a['acceptance_rate']:.1%}" for a in acceptance))
+        acceptance.append(
+            {"class": cls, "class_id": k, "kept": count, "drawn": drawn, "acceptance_rate": count / drawn}
+        )
+    write_json(
+        syn_dir / "filter.json",
+        {
+            "min_confidence": params.filter.min_confidence,
+            "classifier_sha256": clf.info["sha256"],
+            "acceptance_rate": sum(counts) / sum(a["drawn"] for a in acceptance),
+            "per_class": acceptance,
+        },
+    )
+    return (
+        "classifier-filtered: kept only images the filter classifier (trained on "
+        f"{params.paths.prepared}/train only) labels as their class; acceptance "
+        + ", ".join(f"{a['class']} {a['acceptance_rate']:.1%}" for a in acceptance)
+    )
 
 
-def _write_augmented(aug_dir: Path, syn_dir: Path, real_dir: Path, real_meta, class_names: list[str],
-                     provenance: list[str], params: Params, name: str, n_synthetic: int) -> None:
+def _write_augmented(
+    aug_dir: Path,
+    syn_dir: Path,
+    real_dir: Path,
+    real_meta,
+    class_names: list[str],
+    provenance: list[str],
+    params: Params,
+    name: str,
+    n_synthetic: int,
+) -> None:
     """The real train split plus the synthetic images (links, not copies, where the file system allows)."""
     aug = DatasetWriter(aug_dir, class_names, workers=params.sample.workers)
     try:
@@ -184,9 +257,15 @@ def _write_augmented(aug_dir: Path, syn_dir: Path, real_dir: Path, real_meta, cl
         for batch in pq.ParquetFile(syn_dir / "metadata.parquet").iter_batches(batch_size=20_000):
             aug.add_files(syn_dir, batch.to_pandas())
     finally:
-        aug.close(dataset_card(
-            f"Augmented dataset: real train split + {name}",
-            f"{len(real_meta)} real training images and {n_synthetic} synthetic images; the `source` "
-            "column tells them apart.", dict(aug.counts), class_names,
-            provenance + [f"real images: {real_dir}"], LICENSE))
+        aug.close(
+            dataset_card(
+                f"Augmented dataset: real train split + {name}",
+                f"{len(real_meta)} real training images and {n_synthetic} synthetic images; the `source` "
+                "column tells them apart.",
+                dict(aug.counts),
+                class_names,
+                provenance + [f"real images: {real_dir}"],
+                LICENSE,
+            )
+        )
     write_json(aug_dir / "params.json", resolved(params))

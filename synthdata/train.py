@@ -42,15 +42,19 @@ def _resume_point(out: Path, partial: Path, expect: dict) -> Path | None:
     return None
 
 
-def run(params: Params, name: str, resume: bool = True, progress: bool | None = None,
-        on_step: Callable[[int], None] | None = None) -> dict:
+def run(
+    params: Params,
+    name: str,
+    resume: bool = True,
+    progress: bool | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> dict:
     writes = [Path(params.paths.models) / name, checkpoint.loss_plots(params.paths.models, name)]
     with locks.hold(writes=writes, reads=[params.paths.prepared]):
         return _run(params, name, resume, progress, on_step)
 
 
-def _run(params: Params, name: str, resume: bool, progress: bool | None,
-         on_step: Callable[[int], None] | None) -> dict:
+def _run(params: Params, name: str, resume: bool, progress: bool | None, on_step: Callable[[int], None] | None) -> dict:
     cfg, common = params.generator_config(name), params.train
     train_dir = Path(params.paths.prepared) / "train"
     data = load_dataset(train_dir)
@@ -59,33 +63,49 @@ def _run(params: Params, name: str, resume: bool, progress: bool | None,
     optimizers = model.make_optimizers()
     out = Path(params.paths.models) / name
     partial = out.with_name(f"{name}.partial")
-    meta = {"seed": common.seed, "class_names": data.class_names,
-            "data_sha256": sha256_file(train_dir / "metadata.parquet")}
+    meta = {
+        "seed": common.seed,
+        "class_names": data.class_names,
+        "data_sha256": sha256_file(train_dir / "metadata.parquet"),
+    }
     start, rows = _restore(name, model, optimizers, out, partial, meta, cfg, resume)
 
-    save = lambda step: _save(partial, model, optimizers, step, meta, rows)  # noqa: E731
+    def save(step: int) -> None:
+        _save(partial, model, optimizers, step, meta, rows)
+
     hooks = [LossTable(rows, common.log_every, cfg.steps), Every(common.checkpoint_every, cfg.steps, save)]
     hooks += [OnStep(on_step)] if on_step is not None else []
-    trainer = Trainer(model, optimizers, data.images.to(device), data.labels.to(device), common.seed, name, hooks,
-                      channels_last=device.type == "cuda", run_dir=str(partial))
-    bar = lambda r: tqdm(r, initial=start, total=cfg.steps, desc=f"train {name}", mininterval=1.0,  # noqa: E731
-                         disable=(None if progress is None else not progress))
+    images, labels, cuda = data.images.to(device), data.labels.to(device), device.type == "cuda"
+    trainer = Trainer(model, optimizers, images, labels, common.seed, name, hooks, cuda, str(partial))
     t0 = time.perf_counter()
     # Ctrl-C may land inside a step, so nothing is saved on interrupt: resume uses the last periodic
     # checkpoint, which always holds a consistent state.
-    trainer.fit(start, cfg.steps, bar)
+    trainer.fit(start, cfg.steps, _progress_bar(progress, start, cfg.steps, f"train {name}"))
     seconds = time.perf_counter() - t0
     save(cfg.steps)
-    trained = cfg.steps - start
-    summary = {"generator": name, "steps": cfg.steps, "resumed_from": start, "seconds": round(seconds, 2),
-               "images_per_s": round(trained * min(cfg.batch_size, len(data.labels)) / seconds, 1) if trained else None,
-               "device": str(device)}
+    trained, batch = cfg.steps - start, min(cfg.batch_size, len(data.labels))
+    summary = {"generator": name, "steps": cfg.steps, "resumed_from": start, "seconds": round(seconds, 2)}
+    summary["images_per_s"] = round(trained * batch / seconds, 1) if trained else None
+    summary["device"] = str(device)
+    _finish(params, name, partial, out, rows, summary)
+    return summary
+
+
+def _progress_bar(progress: bool | None, start: int, total: int, desc: str) -> Callable:
+    def bar(steps):
+        disable = None if progress is None else not progress
+        return tqdm(steps, initial=start, total=total, desc=desc, mininterval=1.0, disable=disable)
+
+    return bar
+
+
+def _finish(params: Params, name: str, partial: Path, out: Path, rows: list[dict], summary: dict) -> None:
+    """The run's parameters, its summary and loss plots, then the finished run replaces ``out`` whole."""
     write_json(partial / "params.json", resolved(params))
     # the file holds only what the inputs decide (byte-reproducible); timings and resumption are printed
     write_json(partial / "summary.json", {k: summary[k] for k in ("generator", "steps", "device")})
     _write_loss_plots(checkpoint.loss_plots(params.paths.models, name), rows)
     replace_dir(partial, out)
-    return summary
 
 
 def _build(name: str, cfg, data, seed: int, device: torch.device) -> generators.Generator:
@@ -99,8 +119,12 @@ def _build(name: str, cfg, data, seed: int, device: torch.device) -> generators.
 def _restore(name: str, model, optimizers, out: Path, partial: Path, meta: dict, cfg, resume: bool):
     """(start step, loss rows): from the run to resume (weights, optimizer and RNG states), else (0, []);
     leaves ``partial`` ready for this run's checkpoints."""
-    expect = {"generator": name, "seed": meta["seed"], "data_sha256": meta["data_sha256"],
-              "config_wo_steps": {k: v for k, v in cfg.model_dump(mode="json").items() if k != "steps"}}
+    expect = {
+        "generator": name,
+        "seed": meta["seed"],
+        "data_sha256": meta["data_sha256"],
+        "config_wo_steps": {k: v for k, v in cfg.model_dump(mode="json").items() if k != "steps"},
+    }
     start, rows = 0, []
     source = _resume_point(out, partial, expect) if resume else None
     if source is not None:

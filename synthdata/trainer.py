@@ -32,7 +32,7 @@ class Hook:
 class Trainer:
     model: Generator
     optimizers: dict[str, torch.optim.Optimizer]
-    images: torch.Tensor        # uint8 (N, C, H, W), on the training device
+    images: torch.Tensor  # uint8 (N, C, H, W), on the training device
     labels: torch.Tensor
     seed: int
     name: str
@@ -68,7 +68,8 @@ class Trainer:
                 raise SynthdataError(
                     f"train {self.name}: {key} is {value} at step {step}; training stopped and nothing after the "
                     f"last checkpoint in {self.run_dir} is kept. Lower the learning rate(s) in train.{self.name}, "
-                    "or check the data")
+                    "or check the data"
+                )
 
 
 class LossTable(Hook):

@@ -25,11 +25,16 @@ def need_mnist() -> Path:
         return MNIST
     if os.environ.get("SYNTHDATA_MNIST"):
         pytest.fail(f"SYNTHDATA_MNIST={MNIST}: no such folder (the real MNIST IDX files are needed there)")
-    pytest.skip(f"real MNIST not found at {MNIST} (set SYNTHDATA_MNIST to its IDX folder); "
-                "the MNIST reader itself is tested on IDX files the tests write")
+    pytest.skip(
+        f"real MNIST not found at {MNIST} (set SYNTHDATA_MNIST to its IDX folder); "
+        "the MNIST reader itself is tested on IDX files the tests write"
+    )
+
 
 TINY_TRAIN = {
-    "seed": 0, "checkpoint_every": 3, "log_every": 1,
+    "seed": 0,
+    "checkpoint_every": 3,
+    "log_every": 1,
     "cgan": {"steps": 6, "batch_size": 16, "latent_dim": 8, "width": 8, "ema_start": 2},
     "cvae": {"steps": 6, "batch_size": 16, "latent_dim": 4, "width": 8, "ema_start": 2},
 }
@@ -40,9 +45,20 @@ TINY_CLASSIFIER = {"width": 8, "feature_dim": 16, "steps": 30, "batch_size": 64,
 def tiny_params(tmp: Path, **sections) -> dict:
     params = {
         "generators": ["cgan", "cvae"],
-        "paths": {k: str(tmp / "data" / k)
-                  for k in ("prepared", "models", "synthetic", "augmented", "reference", "evaluation", "published",
-                            "report", "filter")},
+        "paths": {
+            k: str(tmp / "data" / k)
+            for k in (
+                "prepared",
+                "models",
+                "synthetic",
+                "augmented",
+                "reference",
+                "evaluation",
+                "published",
+                "report",
+                "filter",
+            )
+        },
         "runtime": {"device": "cpu", "threads": 1},
         "data": {"source": "sklearn-digits"},
         "prepare": {"seed": 0},
@@ -72,8 +88,13 @@ def params_file(tmp_path: Path) -> Path:
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real console entry point in a subprocess (exit code, stdout, stderr)."""
-    return subprocess.run([sys.executable, "-m", "synthdata", *args], cwd=cwd or REPO,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "synthdata", *args],
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def make_npz(path: Path, n_per_class: int = 6, classes: int = 3, size: int = 8, **extra) -> Path:
@@ -86,16 +107,19 @@ def make_npz(path: Path, n_per_class: int = 6, classes: int = 3, size: int = 8, 
 
 # --- a throw-away copy of this repository as its own git + DVC project (e2e tests of dvc, release, flows) ---
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "synthdata tests", "GIT_AUTHOR_EMAIL": "tests@synthdata.invalid",
-           "GIT_COMMITTER_NAME": "synthdata tests", "GIT_COMMITTER_EMAIL": "tests@synthdata.invalid"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "synthdata tests",
+    "GIT_AUTHOR_EMAIL": "tests@synthdata.invalid",
+    "GIT_COMMITTER_NAME": "synthdata tests",
+    "GIT_COMMITTER_EMAIL": "tests@synthdata.invalid",
+}
 
 
 def tool_env() -> dict:
     """The environment for dvc/git/python subprocesses: this interpreter's bin first (stage commands say
     ``python -m synthdata``), a git identity for release commits."""
     bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, **GIT_ENV, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-            "PYTHONUNBUFFERED": "1"}
+    return {**os.environ, **GIT_ENV, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "PYTHONUNBUFFERED": "1"}
 
 
 def run_tool(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -113,8 +137,13 @@ def _merge(base: dict, over: dict) -> dict:
 def make_repo(dest: Path, **sections) -> Path:
     """Copy this repository's files (tracked and untracked, not ignored; no dvc.lock or release table) to
     ``dest``, write tiny parameters with the default relative paths, and make it a fresh git repo."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for rel in filter(None, listed):
         src = REPO / rel
         if rel in ("dvc.lock", "published.csv") or not src.is_file():

@@ -40,9 +40,7 @@ def get(name: str) -> type["Generator"]:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise SynthdataError(
-            f"unknown generator {name!r}; choose one of: {', '.join(sorted(REGISTRY))}"
-        ) from None
+        raise SynthdataError(f"unknown generator {name!r}; choose one of: {', '.join(sorted(REGISTRY))}") from None
 
 
 class GeneratorConfig(BaseModel):
@@ -96,7 +94,10 @@ class Generator(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def training_step(
-        self, real: torch.Tensor, labels: torch.Tensor, rng: torch.Generator,
+        self,
+        real: torch.Tensor,
+        labels: torch.Tensor,
+        rng: torch.Generator,
         optimizers: dict[str, torch.optim.Optimizer],
     ) -> dict[str, float]:
         """One optimisation step on a batch of real images made by :meth:`real_batch`."""
@@ -143,7 +144,7 @@ class Generator(nn.Module, abc.ABC):
         seeds = torch.as_tensor(seeds, dtype=torch.int64).reshape(-1)
         parts = []
         for lo in range(0, labels.numel(), GENERATE_BATCH):
-            lab, sd = labels[lo:lo + GENERATE_BATCH], seeds[lo:lo + GENERATE_BATCH]
+            lab, sd = labels[lo : lo + GENERATE_BATCH], seeds[lo : lo + GENERATE_BATCH]
             k = lab.numel()
             if k < GENERATE_BATCH:  # pad with copies of the first row; their images are dropped
                 lab = torch.cat([lab, lab[:1].expand(GENERATE_BATCH - k)])
@@ -160,11 +161,11 @@ class Generator(nn.Module, abc.ABC):
         self.train(was_training)
         x = x.float()
         if not bool(torch.isfinite(x).all()):
-            raise SynthdataError(f"{self.name}: the generator made non-finite pixels (its weights hold inf or nan); "
-                                 "train it again")
+            raise SynthdataError(
+                f"{self.name}: the generator made non-finite pixels (its weights hold inf or nan); train it again"
+            )
         return ((x + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8).cpu()
 
 
 def generator_names() -> list[str]:
     return sorted(REGISTRY)
-

@@ -43,8 +43,9 @@ class CVAE(LatentGenerator):
         return [(self.decoder_ema, self.decoder)]
 
     def networks(self):
-        return {"vae": nn.ModuleDict({"encoder": self.encoder, "to_posterior": self.to_posterior,
-                                      "decoder": self.decoder})}
+        return {
+            "vae": nn.ModuleDict({"encoder": self.encoder, "to_posterior": self.to_posterior, "decoder": self.decoder})
+        }
 
     def make_optimizers(self):
         params = [p for n, p in self.named_parameters() if not n.startswith("decoder_ema.")]

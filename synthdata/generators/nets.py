@@ -39,8 +39,7 @@ class ConditionalBatchNorm(nn.Module):
 class UpGenerator(nn.Module):
     """(z, class id) -> (N, out_channels, base*2**k, ...) pre-activation outputs."""
 
-    def __init__(self, latent_dim: int, num_classes: int, out_channels: int, width: int,
-                 height: int, width_px: int):
+    def __init__(self, latent_dim: int, num_classes: int, out_channels: int, width: int, height: int, width_px: int):
         super().__init__()
         k, self.h0, self.w0 = geometry(height, width_px)
         chans = [width * 2 ** (k - i) for i in range(k + 1)]  # base ... finest hidden level

@@ -8,5 +8,17 @@ from synthdata.metrics.kid import kernel_distance
 from synthdata.metrics.prdc import prdc
 from synthdata.metrics.registry import FACTS, REGISTRY, Column, Inputs, Result, Scores, register_metric
 
-__all__ = ["FACTS", "REGISTRY", "Column", "FeatureStats", "Inputs", "Result", "Scores", "frechet_distance",
-           "fid_from_features", "kernel_distance", "prdc", "register_metric"]
+__all__ = [
+    "FACTS",
+    "REGISTRY",
+    "Column",
+    "FeatureStats",
+    "Inputs",
+    "Result",
+    "Scores",
+    "frechet_distance",
+    "fid_from_features",
+    "kernel_distance",
+    "prdc",
+    "register_metric",
+]

@@ -24,7 +24,7 @@ class RankDeficientWarning(UserWarning):
 
 @dataclass(frozen=True)
 class FeatureStats:
-    mu: np.ndarray     # (D,) float64
+    mu: np.ndarray  # (D,) float64
     sigma: np.ndarray  # (D, D) float64
     n: int
 
@@ -35,9 +35,12 @@ class FeatureStats:
             raise ValueError(f"{what}: need at least 2 feature vectors, got shape {x.shape}")
         n, d = x.shape
         if n <= d:
-            warnings.warn(f"{what}: {n} samples in {d} feature dimensions: the covariance is singular and FID "
-                          "is biased upward; compare only with FIDs of the same sample count",
-                          RankDeficientWarning, stacklevel=2)
+            warnings.warn(
+                f"{what}: {n} samples in {d} feature dimensions: the covariance is singular and FID "
+                "is biased upward; compare only with FIDs of the same sample count",
+                RankDeficientWarning,
+                stacklevel=2,
+            )
         mu = x.mean(axis=0)
         xc = x - mu
         return cls(mu, (xc.T @ xc) / (n - 1), n)

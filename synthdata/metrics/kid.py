@@ -19,13 +19,16 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     return float(sxx + syy - 2.0 * kxy.mean())
 
 
-def kernel_distance(x: np.ndarray, y: np.ndarray, subset_size: int = 1000, subsets: int = 100,
-                    seed: int = 0) -> tuple[float, float, int]:
+def kernel_distance(
+    x: np.ndarray, y: np.ndarray, subset_size: int = 1000, subsets: int = 100, seed: int = 0
+) -> tuple[float, float, int]:
     """(mean, std, subset size) of MMD^2 over ``subsets`` random subsets drawn without replacement."""
     size = min(subset_size, len(x), len(y))
     if size < 2:
         raise ValueError(f"KID needs at least 2 samples per set, got {len(x)} and {len(y)}")
     rng = np.random.default_rng(seed)
-    values = [mmd2_unbiased(x[rng.choice(len(x), size, replace=False)], y[rng.choice(len(y), size, replace=False)])
-              for _ in range(subsets)]
+    values = [
+        mmd2_unbiased(x[rng.choice(len(x), size, replace=False)], y[rng.choice(len(y), size, replace=False)])
+        for _ in range(subsets)
+    ]
     return float(np.mean(values)), float(np.std(values)), size

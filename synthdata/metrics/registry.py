@@ -66,9 +66,9 @@ class Inputs:
     pick: dict[str, Any]
     datasets: dict[str, Any]
     num_classes: int
-    params: Any        # synthdata.params.Params
-    device: Any        # torch.device
-    baseline: dict     # the reference stage's baseline.json
+    params: Any  # synthdata.params.Params
+    device: Any  # torch.device
+    baseline: dict  # the reference stage's baseline.json
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,9 @@ class Metric:
 REGISTRY: dict[str, Metric] = {}
 
 
-def register_metric(name: str, columns: tuple[Column | str, ...],
-                    write: Callable[[Path, Result, Inputs, str], None] | None = None):
+def register_metric(
+    name: str, columns: tuple[Column | str, ...], write: Callable[[Path, Result, Inputs, str], None] | None = None
+):
     """Register ``fn(inputs) -> Result`` as metric ``name``; ``columns`` names the values consumers show
     (a string is a :class:`Column` with defaults); ``write(folder, result, inputs, generator)`` may add files
     (charts, tables) to the evaluation folder."""

@@ -56,8 +56,9 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 else float("inf")
 
 
-@register_metric("fid", columns=(Column("fid"), Column("fid_floor", "floor"),
-                                 Column("fid_ratio", "fid/floor", digits=2)))
+@register_metric(
+    "fid", columns=(Column("fid"), Column("fid_floor", "floor"), Column("fid_ratio", "fid/floor", digits=2))
+)
 def fid(x: Inputs) -> Result:
     """FID of the synthetic subsample and of as many real train images (its floor) against the real test split."""
     f, p = x.features, x.pick
@@ -66,8 +67,11 @@ def fid(x: Inputs) -> Result:
         test_stats = FeatureStats.of(f["test"], "real test")
         value = _fid(f["synthetic"][p["synthetic"]], test_stats, "synthetic")
         floor = _fid(f["train"][p["train"]], test_stats, "real train")
-    return Result({"fid": value, "fid_floor": floor, "fid_ratio": _ratio(value, floor)},
-                  counts={"fid_n": len(p["synthetic"])}, notes=sorted({str(w.message) for w in caught}))
+    return Result(
+        {"fid": value, "fid_floor": floor, "fid_ratio": _ratio(value, floor)},
+        counts={"fid_n": len(p["synthetic"])},
+        notes=sorted({str(w.message) for w in caught}),
+    )
 
 
 def _worst_over_median(values: list[float]) -> float | None:
@@ -79,14 +83,25 @@ def _worst_over_median(values: list[float]) -> float | None:
 
 def _write_class_fid(folder: Path, result: Result, x: Inputs, generator: str) -> None:
     rows = result.per_class
-    plots.bar_chart(x.datasets["train"].class_names, [r["fid"] for r in rows], folder / "per_class_fid.png",
-                    f"{generator}: per-class FID", "FID", reference=[r["fid_floor"] for r in rows],
-                    reference_label="real floor")
+    plots.bar_chart(
+        x.datasets["train"].class_names,
+        [r["fid"] for r in rows],
+        folder / "per_class_fid.png",
+        f"{generator}: per-class FID",
+        "FID",
+        reference=[r["fid_floor"] for r in rows],
+        reference_label="real floor",
+    )
 
 
-@register_metric("class_fid", columns=(Column("class_fid_max_over_median", report=False),
-                                       Column("class_fid_ratio_max_over_median", report=False)),
-                 write=_write_class_fid)
+@register_metric(
+    "class_fid",
+    columns=(
+        Column("class_fid_max_over_median", report=False),
+        Column("class_fid_ratio_max_over_median", report=False),
+    ),
+    write=_write_class_fid,
+)
 def class_fid(x: Inputs) -> Result:
     """Per-class FID and floor; the worst class over the median class, absolute and relative to each floor."""
     f = x.features
@@ -94,8 +109,13 @@ def class_fid(x: Inputs) -> Result:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for k, (si, ti, ri) in enumerate(x.pick["class"]):
-            row = {"n_synthetic": int((x.labels["synthetic"] == k).sum()), "n_test": int((x.labels["test"] == k).sum()),
-                   "fid_n": len(si), "fid": float("nan"), "fid_floor": float("nan")}
+            row = {
+                "n_synthetic": int((x.labels["synthetic"] == k).sum()),
+                "n_test": int((x.labels["test"] == k).sum()),
+                "fid_n": len(si),
+                "fid": float("nan"),
+                "fid_floor": float("nan"),
+            }
             if len(si) >= 2 and ri is not None:
                 stats = FeatureStats.of(f["test"][ri], f"class {k} real test")
                 row["fid"] = _fid(f["synthetic"][si], stats, f"class {k} synthetic")
@@ -105,12 +125,16 @@ def class_fid(x: Inputs) -> Result:
     notes = []
     if caught:  # one line for all classes rather than one per class
         n = [min(r["fid_n"], r["n_test"]) for r in rows]
-        notes.append(f"per-class FID: some classes compare fewer images ({min(n)}..{max(n)} per class: the smaller "
-                     f"of synthetic, real train and real test) than the {f['test'].shape[1]} feature dimensions; "
-                     "per-class FIDs are biased upward, compare them only at equal sample counts")
-    values = {"class_fid_max_over_median": _worst_over_median([r["fid"] for r in rows]),
-              # classes differ in how far their own real train and test sets are apart: the same, per floor
-              "class_fid_ratio_max_over_median": _worst_over_median([r["fid_ratio"] for r in rows])}
+        notes.append(
+            f"per-class FID: some classes compare fewer images ({min(n)}..{max(n)} per class: the smaller "
+            f"of synthetic, real train and real test) than the {f['test'].shape[1]} feature dimensions; "
+            "per-class FIDs are biased upward, compare them only at equal sample counts"
+        )
+    values = {
+        "class_fid_max_over_median": _worst_over_median([r["fid"] for r in rows]),
+        # classes differ in how far their own real train and test sets are apart: the same, per floor
+        "class_fid_ratio_max_over_median": _worst_over_median([r["fid_ratio"] for r in rows]),
+    }
     return Result(values, per_class=rows, notes=notes)
 
 
@@ -118,15 +142,19 @@ def class_fid(x: Inputs) -> Result:
 def kid(x: Inputs) -> Result:
     """KID of the synthetic subsample and of the real train subsample (its floor) against the real test split."""
     ep, f, p = x.params.evaluate, x.features, x.pick
-    value, std, size = kernel_distance(f["synthetic"][p["synthetic"]], f["test"], ep.kid_subset_size,
-                                       ep.kid_subsets, derive(ep.seed, "kid"))
-    floor, _, _ = kernel_distance(f["train"][p["train"]], f["test"], ep.kid_subset_size, ep.kid_subsets,
-                                  derive(ep.seed, "kid"))
+    value, std, size = kernel_distance(
+        f["synthetic"][p["synthetic"]], f["test"], ep.kid_subset_size, ep.kid_subsets, derive(ep.seed, "kid")
+    )
+    floor, _, _ = kernel_distance(
+        f["train"][p["train"]], f["test"], ep.kid_subset_size, ep.kid_subsets, derive(ep.seed, "kid")
+    )
     return Result({"kid": value, "kid_std": std, "kid_floor": floor}, counts={"kid_subset_size": size})
 
 
-@register_metric("prdc", columns=(Column("precision"), Column("recall"), Column("density", report=False),
-                                  Column("coverage", report=False)))
+@register_metric(
+    "prdc",
+    columns=(Column("precision"), Column("recall"), Column("density", report=False), Column("coverage", report=False)),
+)
 def prdc(x: Inputs) -> Result:
     """Precision, recall, density and coverage of the synthetic subsample against the real test split."""
     k = x.params.evaluate.prdc_k
@@ -146,19 +174,34 @@ def _write_accuracy(folder: Path, result: Result, x: Inputs, generator: str) -> 
         for i, row in enumerate(acc["synthetic"]["confusion"]):
             for j, count in enumerate(row):
                 w.writerows([[names[i], names[j]]] * count)
-    plots.bar_chart(list(acc), [s["mean"] for s in acc.values()], folder / "accuracy.png",
-                    f"{generator}: real-test accuracy by training set", "accuracy",
-                    errors=[s["std"] for s in acc.values()])
-    plots.confusion_chart(acc["synthetic"]["confusion"], names, folder / "confusion.png",
-                          f"{generator}: trained on synthetic, tested on real")
+    plots.bar_chart(
+        list(acc),
+        [s["mean"] for s in acc.values()],
+        folder / "accuracy.png",
+        f"{generator}: real-test accuracy by training set",
+        "accuracy",
+        errors=[s["std"] for s in acc.values()],
+    )
+    plots.confusion_chart(
+        acc["synthetic"]["confusion"],
+        names,
+        folder / "confusion.png",
+        f"{generator}: trained on synthetic, tested on real",
+    )
 
 
-@register_metric("accuracy", columns=(
-    Column("acc_real", "acc real", std="acc_real_std", release=True),
-    Column("acc_synthetic", "acc synthetic", std="acc_synthetic_std", release=True),
-    Column("acc_augmented", "acc real+synthetic", std="acc_augmented_std", release=True),
-    Column("n_synthetic", report=False), Column("n_train", report=False), Column("n_test", report=False)),
-    write=_write_accuracy)
+@register_metric(
+    "accuracy",
+    columns=(
+        Column("acc_real", "acc real", std="acc_real_std", release=True),
+        Column("acc_synthetic", "acc synthetic", std="acc_synthetic_std", release=True),
+        Column("acc_augmented", "acc real+synthetic", std="acc_augmented_std", release=True),
+        Column("n_synthetic", report=False),
+        Column("n_train", report=False),
+        Column("n_test", report=False),
+    ),
+    write=_write_accuracy,
+)
 def accuracy(x: Inputs) -> Result:
     """Real-test accuracy of one classifier trained on real, synthetic and real + synthetic images."""
     ep, d = x.params.evaluate, x.datasets
@@ -168,14 +211,22 @@ def accuracy(x: Inputs) -> Result:
     images, labels = torch.cat([train.images, syn.images]), torch.cat([train.labels, syn.labels])
     mix = None if ep.augment_real_fraction is None else (len(train.labels), ep.augment_real_fraction)
     aug_runs = classifier.trials(images, labels, val, test, n, cfg, ep.seed, seeds, x.device, mix)
-    acc = {"real": x.baseline["real"], "synthetic": classifier.summarize(syn_runs),
-           "augmented": classifier.summarize(aug_runs)}
+    acc = {
+        "real": x.baseline["real"],
+        "synthetic": classifier.summarize(syn_runs),
+        "augmented": classifier.summarize(aug_runs),
+    }
     values = {}
     for way, s in acc.items():
         values[f"acc_{way}"], values[f"acc_{way}_std"] = s["mean"], s["std"]
     values["acc_ratio"] = values["acc_synthetic"] / values["acc_real"] if values["acc_real"] > 0 else 0.0
     values["augment_real_fraction"] = ep.augment_real_fraction
-    counts = {"n_synthetic": len(syn.labels), "n_train": len(train.labels), "n_val": len(val.labels),
-              "n_test": len(test.labels), "seeds": seeds}
+    counts = {
+        "n_synthetic": len(syn.labels),
+        "n_train": len(train.labels),
+        "n_val": len(val.labels),
+        "n_test": len(test.labels),
+        "seeds": seeds,
+    }
     per_class = [{f"acc_{way}": acc[way]["per_class"][k] for way in acc} for k in range(n)]
     return Result(values, counts=counts, per_class=per_class, details=acc)

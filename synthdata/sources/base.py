@@ -56,7 +56,8 @@ def check_class_names(names: list[str], where: str) -> None:
         if not _CLASS_NAME.match(n) or n in {".", ".."}:
             raise SynthdataError(
                 f"{where}: class name {n!r} cannot be a folder name; use letters, digits, space, '_', '.', "
-                "'+' or '-', starting with a letter or digit")
+                "'+' or '-', starting with a letter or digit"
+            )
     if len(set(names)) != len(names):
         raise SynthdataError(f"{where}: class names must be unique")
 
@@ -82,7 +83,8 @@ def fit_image(img: Image.Image, size: tuple[int, int] | None, policy: str, where
         return canvas
     raise SynthdataError(
         f"{where}: image is {img.height}x{img.width}, not {h}x{w}; set data.resize to 'resize' or "
-        "'center-crop' in params.yaml")
+        "'center-crop' in params.yaml"
+    )
 
 
 def finalize(data: LabeledImages, params) -> LabeledImages:
@@ -95,13 +97,23 @@ def finalize(data: LabeledImages, params) -> LabeledImages:
         raise SynthdataError(f"{where}: images must be uint8 (N, H, W) or (N, H, W, 1|3), got {x.dtype} {x.shape}")
     if params.image_size is not None and tuple(x.shape[1:3]) != tuple(params.image_size):
         mode = "L" if x.shape[-1] == 1 else "RGB"
-        x = np.stack([np.asarray(fit_image(Image.fromarray(a.squeeze(-1) if mode == "L" else a, mode),
-                                           params.image_size, params.resize, where)) for a in x])
+        x = np.stack(
+            [
+                np.asarray(
+                    fit_image(
+                        Image.fromarray(a.squeeze(-1) if mode == "L" else a, mode),
+                        params.image_size,
+                        params.resize,
+                        where,
+                    )
+                )
+                for a in x
+            ]
+        )
         x = x[..., None] if x.ndim == 3 else x
     h, w = x.shape[1:3]
     if not (8 <= h <= 64 and 8 <= w <= 64):
-        raise SynthdataError(
-            f"{where}: images are {h}x{w}; synthdata supports 8x8 to 64x64 (set data.image_size)")
+        raise SynthdataError(f"{where}: images are {h}x{w}; synthdata supports 8x8 to 64x64 (set data.image_size)")
     if params.channels == 3 and x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
     elif params.channels == 1 and x.shape[-1] == 3:

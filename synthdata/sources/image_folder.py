@@ -23,8 +23,9 @@ def to_uint8(img: Image.Image, path: Path) -> np.ndarray:
     if img.mode in _SIXTEEN_BIT:
         a = np.asarray(img).astype(np.int64)
         if a.size and (a.min() < 0 or a.max() > 65535):
-            raise SynthdataError(f"{path}: {img.mode} image with values outside 0..65535; save it as an 8- or "
-                                 "16-bit PNG")
+            raise SynthdataError(
+                f"{path}: {img.mode} image with values outside 0..65535; save it as an 8- or 16-bit PNG"
+            )
         return ((a * 255 + 32767) // 65535).astype(np.uint8)
     if img.mode in _GREY:
         return np.asarray(img.convert("L"))
@@ -42,8 +43,10 @@ def _read(path: Path, size, policy: str) -> np.ndarray:
             if img.format not in ("PNG", "JPEG"):
                 raise SynthdataError(f"{path}: {img.format} image; only PNG and JPEG are read")
             if img.width * img.height > MAX_PIXELS:
-                raise SynthdataError(f"{path}: image is {img.width}x{img.height}, above the limit of {MAX_PIXELS:,} "
-                                     "pixels; shrink it first (synthdata works at 8x8 to 64x64)")
+                raise SynthdataError(
+                    f"{path}: image is {img.width}x{img.height}, above the limit of {MAX_PIXELS:,} "
+                    "pixels; shrink it first (synthdata works at 8x8 to 64x64)"
+                )
             img.load()
             a = to_uint8(img, path)
     except Image.DecompressionBombError:
@@ -72,14 +75,19 @@ def load(params) -> LabeledImages:
             if size is None and arrays and a.shape[:2] != arrays[0].shape[:2]:
                 raise SynthdataError(
                     f"{f}: image is {a.shape[0]}x{a.shape[1]} but {origins[0]} is "
-                    f"{arrays[0].shape[0]}x{arrays[0].shape[1]}; set data.image_size and data.resize")
+                    f"{arrays[0].shape[0]}x{arrays[0].shape[1]}; set data.image_size and data.resize"
+                )
             arrays.append(a)
             labels.append(label)
             origins.append(str(f.relative_to(root)))
     rgb = any(a.ndim == 3 for a in arrays)
     images = np.stack([(np.repeat(a[..., None], 3, -1) if rgb and a.ndim == 2 else a) for a in arrays])
     return LabeledImages(
-        images=images, labels=np.asarray(labels, dtype=np.int64),
-        class_names=sortable_names([d.name for d in class_dirs]), origins=origins, name="image-folder",
-        license="see the provider of the image folder", description=f"images from the folder {root.name}",
+        images=images,
+        labels=np.asarray(labels, dtype=np.int64),
+        class_names=sortable_names([d.name for d in class_dirs]),
+        origins=origins,
+        name="image-folder",
+        license="see the provider of the image folder",
+        description=f"images from the folder {root.name}",
     )

@@ -35,7 +35,7 @@ MAX_IDX_BYTES = 1 << 30  # MNIST's largest file is 47 MB; a gzip bomb stops here
 def read_idx(path: Path) -> np.ndarray:
     """Parse one IDX file (magic 0x0000080N: unsigned bytes, N dimensions)."""
     try:
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
             raw = f.read(MAX_IDX_BYTES + 1)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise SynthdataError(f"{path}: cannot read IDX file ({exc}); re-download it") from None
@@ -68,8 +68,11 @@ def load(params) -> LabeledImages:
     if labels_all.max() > 9:
         raise SynthdataError(f"{folder}: MNIST labels must be 0..9, found {labels_all.max()}")
     return LabeledImages(
-        images=np.concatenate(images), labels=labels_all,
-        class_names=[str(i) for i in range(10)], origins=origins, name="mnist",
+        images=np.concatenate(images),
+        labels=labels_all,
+        class_names=[str(i) for i in range(10)],
+        origins=origins,
+        name="mnist",
         license="CC BY-SA 3.0 (MNIST, LeCun, Cortes and Burges)",
         description="MNIST handwritten digits, 28x28 grayscale, 60,000 train and 10,000 test images",
         splits=np.asarray(splits),

@@ -20,14 +20,19 @@ def _check_sizes(path) -> None:
             for info in archive.infolist():
                 with archive.open(info) as member:
                     version = np.lib.format.read_magic(member)
-                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                            else np.lib.format.read_array_header_2_0)
+                    read = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
                     shape, _, dtype = read(member)
                 nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
                 if nbytes > MAX_ARRAY_BYTES:
-                    raise SynthdataError(f"{path}: array {info.filename.removesuffix('.npy')!r} {tuple(shape)} "
-                                         f"would take {nbytes / 2**30:,.1f} GiB; the limit is "
-                                         f"{MAX_ARRAY_BYTES / 2**30:.0f} GiB")
+                    raise SynthdataError(
+                        f"{path}: array {info.filename.removesuffix('.npy')!r} {tuple(shape)} "
+                        f"would take {nbytes / 2**30:,.1f} GiB; the limit is "
+                        f"{MAX_ARRAY_BYTES / 2**30:.0f} GiB"
+                    )
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise SynthdataError(f"{path}: not a readable .npz file ({exc})") from None
 
@@ -57,8 +62,11 @@ def load(params) -> LabeledImages:
         bad = int(y.min()) if y.min() < 0 else int(y.max())
         raise SynthdataError(f"{path}: label {bad} is out of range 0..{len(names) - 1}")
     return LabeledImages(
-        images=x, labels=y.astype(np.int64), class_names=sortable_names(names),
-        origins=[f"{path.name}:{i}" for i in range(len(x))], name="npz",
+        images=x,
+        labels=y.astype(np.int64),
+        class_names=sortable_names(names),
+        origins=[f"{path.name}:{i}" for i in range(len(x))],
+        name="npz",
         license=str(arrays.get("license", "see the provider of the .npz file")),
         description=f"arrays from {path.name}",
     )

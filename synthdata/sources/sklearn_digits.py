@@ -12,7 +12,8 @@ def load(params) -> LabeledImages:
     digits = load_digits()
     images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)  # 0..16 grey levels -> 0..255
     return LabeledImages(
-        images=images, labels=digits.target.astype(np.int64),
+        images=images,
+        labels=digits.target.astype(np.int64),
         class_names=[str(i) for i in range(10)],
         origins=[f"sklearn-digits:{i}" for i in range(len(images))],
         name="sklearn-digits",

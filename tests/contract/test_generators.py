@@ -79,7 +79,7 @@ def test_every_row_is_remade_by_a_single_row_call(name):
     try:
         for chunk, nthreads in ((7, 1), (333, 2)):
             torch.set_num_threads(nthreads)
-            parts = [model.generate_from_seeds(labels[i:i + chunk], seeds[i:i + chunk]) for i in range(0, n, chunk)]
+            parts = [model.generate_from_seeds(labels[i : i + chunk], seeds[i : i + chunk]) for i in range(0, n, chunk)]
             assert torch.equal(torch.cat(parts), whole)
         single = [i for i in range(n) if not torch.equal(model.generate([int(labels[i])], int(seeds[i]))[0], whole[i])]
     finally:

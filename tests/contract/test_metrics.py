@@ -24,25 +24,51 @@ CLASSES = 3
 
 def _data(n: int, seed: int, names: list[str]):
     g = torch.Generator().manual_seed(seed)
-    return SimpleNamespace(images=torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8),
-                           labels=torch.arange(n) % CLASSES, class_names=names)
+    return SimpleNamespace(
+        images=torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8),
+        labels=torch.arange(n) % CLASSES,
+        class_names=names,
+    )
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> registry.Inputs:
     params = load_params(write_params(tmp_path_factory.mktemp("metrics"), evaluate={"kid_subsets": 3, "seeds": 2}))
     names = ["a", "b", "c"]
-    d = {"synthetic": _data(60, 1, names), "train": _data(45, 2, names), "val": _data(15, 3, names),
-         "test": _data(30, 4, names)}
+    d = {
+        "synthetic": _data(60, 1, names),
+        "train": _data(45, 2, names),
+        "val": _data(15, 3, names),
+        "test": _data(30, 4, names),
+    }
     rng = np.random.default_rng(0)
-    feats = {k: rng.normal(size=(len(d[k].labels), 6)) + (0.3 if k == "synthetic" else 0.0)
-             for k in ("synthetic", "train", "test")}
+    feats = {
+        k: rng.normal(size=(len(d[k].labels), 6)) + (0.3 if k == "synthetic" else 0.0)
+        for k in ("synthetic", "train", "test")
+    }
     labels = {k: v.labels.numpy() for k, v in d.items()}
     ep = params.evaluate
-    runs = classifier.trials(d["train"].images, d["train"].labels, d["val"], d["test"], CLASSES, ep.classifier,
-                             ep.seed, ep.seeds, torch.device("cpu"))
-    return registry.Inputs(feats, labels, subsample(labels["synthetic"], labels["train"], labels["test"], CLASSES, 0),
-                           d, CLASSES, params, torch.device("cpu"), {"real": classifier.summarize(runs)})
+    runs = classifier.trials(
+        d["train"].images,
+        d["train"].labels,
+        d["val"],
+        d["test"],
+        CLASSES,
+        ep.classifier,
+        ep.seed,
+        ep.seeds,
+        torch.device("cpu"),
+    )
+    return registry.Inputs(
+        feats,
+        labels,
+        subsample(labels["synthetic"], labels["train"], labels["test"], CLASSES, 0),
+        d,
+        CLASSES,
+        params,
+        torch.device("cpu"),
+        {"real": classifier.summarize(runs)},
+    )
 
 
 def _same(a, b) -> bool:

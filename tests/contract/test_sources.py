@@ -27,7 +27,8 @@ def _mnist(tmp: Path) -> dict:
     rng = np.random.default_rng(0)
     for split, count in {"train": 30, "test": 10}.items():
         (tmp / f"{FILES[(split, 'images')]}.gz").write_bytes(
-            gzip.compress(_idx(rng.integers(0, 256, (count, 28, 28))), mtime=0))
+            gzip.compress(_idx(rng.integers(0, 256, (count, 28, 28))), mtime=0)
+        )
         (tmp / f"{FILES[(split, 'labels')]}.gz").write_bytes(gzip.compress(_idx(np.arange(count) % 10), mtime=0))
     return {"path": str(tmp)}
 

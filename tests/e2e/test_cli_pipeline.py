@@ -106,13 +106,16 @@ def _snapshot(root: Path) -> dict:
     return {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
 
 
-@pytest.mark.parametrize("command, edit, needle", [
-    ("prepare", {"data": {"source": "image-folder", "path": "no/such/dir"}}, "no/such/dir: folder not found"),
-    ("prepare", {"data": {"source": "npz", "path": "NPZ_BAD"}}, "out of range"),
-    ("prepare", {"sample": {"per_class": 0}}, "sample.per_class"),
-    ("prepare", {"sample": {"bogus": 1}}, "unknown key 'sample.bogus'"),
-    ("sample", {"sample": {"counts": {"eleven": 2}}}, "unknown class 'eleven'"),
-])
+@pytest.mark.parametrize(
+    "command, edit, needle",
+    [
+        ("prepare", {"data": {"source": "image-folder", "path": "no/such/dir"}}, "no/such/dir: folder not found"),
+        ("prepare", {"data": {"source": "npz", "path": "NPZ_BAD"}}, "out of range"),
+        ("prepare", {"sample": {"per_class": 0}}, "sample.per_class"),
+        ("prepare", {"sample": {"bogus": 1}}, "unknown key 'sample.bogus'"),
+        ("sample", {"sample": {"counts": {"eleven": 2}}}, "unknown class 'eleven'"),
+    ],
+)
 def test_bad_input_is_one_line_and_keeps_earlier_outputs(pipeline, tmp_path, command, edit, needle):
     tmp, params = pipeline
     raw = yaml.safe_load(params.read_text())
@@ -120,6 +123,7 @@ def test_bad_input_is_one_line_and_keeps_earlier_outputs(pipeline, tmp_path, com
         if values.get("path") == "NPZ_BAD":
             bad = tmp_path / "bad.npz"
             import numpy as np
+
             np.savez(bad, x=np.zeros((6, 8, 8), np.uint8), y=np.array([0, 1, 2, 0, 1, -7]))
             values = {**values, "path": str(bad)}
         raw[section] = {**raw[section], **values}
@@ -133,15 +137,18 @@ def test_bad_input_is_one_line_and_keeps_earlier_outputs(pipeline, tmp_path, com
 def test_bad_checkpoints_via_cli(pipeline, tmp_path):
     tmp, params = pipeline
     _assert_clean_failure(
-        run_cli("sample", "--params", str(params), "--generator", "cgan", "--checkpoint",
-                str(tmp / "data/models/cvae")),
-        "from generator 'cvae', not 'cgan'")
+        run_cli(
+            "sample", "--params", str(params), "--generator", "cgan", "--checkpoint", str(tmp / "data/models/cvae")
+        ),
+        "from generator 'cvae', not 'cgan'",
+    )
     broken = tmp_path / "checkpoint.pt"
     broken.write_bytes((tmp / "data/models/cgan/checkpoint.pt").read_bytes()[:1000])
     before = _snapshot(tmp / "data")
     _assert_clean_failure(
         run_cli("sample", "--params", str(params), "--generator", "cgan", "--checkpoint", str(broken)),
-        "truncated or corrupt")
+        "truncated or corrupt",
+    )
     assert _snapshot(tmp / "data") == before
 
 
@@ -161,9 +168,25 @@ def test_single_class_and_empty_class_folders(tmp_path):
     _assert_clean_failure(run_cli("prepare", "--params", str(p)), "class folder is empty")
 
 
-REQUIRED_METRICS = {"fid", "fid_floor", "kid", "precision", "recall", "density", "coverage", "acc_real",
-                    "acc_real_std", "acc_synthetic", "acc_synthetic_std", "acc_augmented", "acc_augmented_std",
-                    "n_synthetic", "n_test", "feature_extractor", "fid_n"}
+REQUIRED_METRICS = {
+    "fid",
+    "fid_floor",
+    "kid",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "acc_real",
+    "acc_real_std",
+    "acc_synthetic",
+    "acc_synthetic_std",
+    "acc_augmented",
+    "acc_augmented_std",
+    "n_synthetic",
+    "n_test",
+    "feature_extractor",
+    "fid_n",
+}
 
 
 @pytest.mark.parametrize("name", ["cgan", "cvae"])
@@ -199,7 +222,11 @@ def test_reference_and_evaluate_outputs_are_byte_reproducible(pipeline, tmp_path
         assert result.returncode == 0, result.stderr
 
     def files(root: Path) -> dict:  # params.json records the (different) paths; lock files are not outputs
-        return {p.relative_to(root): p.read_bytes() for p in root.rglob("*")
-                if p.is_file() and p.name != "params.json" and not p.name.endswith(".lock")}
+        return {
+            p.relative_to(root): p.read_bytes()
+            for p in root.rglob("*")
+            if p.is_file() and p.name != "params.json" and not p.name.endswith(".lock")
+        }
+
     assert files(tmp_path / "reference") == files(tmp / "data/reference")
     assert files(tmp_path / "evaluation/cgan") == files(tmp / "data/evaluation/cgan")

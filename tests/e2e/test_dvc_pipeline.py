@@ -19,8 +19,19 @@ from tests.conftest import AFTER_PUBLISH, other_generator, ran_stages, run_tool
 
 pytestmark = pytest.mark.e2e
 
-ALL_STAGES = {"prepare", "filter", "reference", "train@cgan", "train@cvae", "sample@cgan", "sample@cvae",
-              "evaluate@cgan", "evaluate@cvae", "publish", "report"}
+ALL_STAGES = {
+    "prepare",
+    "filter",
+    "reference",
+    "train@cgan",
+    "train@cvae",
+    "sample@cgan",
+    "sample@cvae",
+    "evaluate@cgan",
+    "evaluate@cvae",
+    "publish",
+    "report",
+}
 AFTER_SAMPLE = {"sample@cgan", "sample@cvae", "evaluate@cgan", "evaluate@cvae", "publish", "report"}
 
 
@@ -64,8 +75,12 @@ def test_metrics_plots_and_report(repo: Path):
         assert files[f"data/evaluation/{name}/metrics.json"]["data"]["fid"] > 0
     plots = json.loads(_ok(run_tool("dvc", "plots", "show", "--json", cwd=repo)))
     assert not plots.get("errors")
-    assert {"data/models/cgan.losses/loss_g.csv", "data/models/cvae.losses/kl.csv", "data/evaluation/cgan/samples.png",
-            "data/evaluation/cvae/accuracy.csv"} <= set(plots["data"])
+    assert {
+        "data/models/cgan.losses/loss_g.csv",
+        "data/models/cvae.losses/kl.csv",
+        "data/evaluation/cgan/samples.png",
+        "data/evaluation/cvae/accuracy.csv",
+    } <= set(plots["data"])
     report = (repo / "data/report/report.md").read_text()
     assert "## Verdict" in report and "| cgan |" in report and "| cvae |" in report
     for line in report.splitlines():  # every picture the report shows is beside it
@@ -79,9 +94,11 @@ def test_losses_are_plotted_for_every_generator(built_repo: Path):
     assert "cgan" not in (built_repo / "dvc.yaml").read_text() and "cvae" not in (built_repo / "dvc.yaml").read_text()
     shown = json.loads(_ok(run_tool("dvc", "plots", "show", "--json", cwd=built_repo)))
     assert not shown.get("errors")
-    want = {f"data/models/{name}.losses/{loss}.csv" for name, losses in
-            {"cgan": ("d_fake", "d_real", "loss_d", "loss_g"), "cvae": ("kl", "loss", "recon")}.items()
-            for loss in losses}
+    want = {
+        f"data/models/{name}.losses/{loss}.csv"
+        for name, losses in {"cgan": ("d_fake", "d_real", "loss_d", "loss_g"), "cvae": ("kl", "loss", "recon")}.items()
+        for loss in losses
+    }
     assert want <= set(shown["data"])
 
 
@@ -112,8 +129,7 @@ def test_release_then_dvc_get_into_imagefolder_and_pandas(repo: Path, tmp_path: 
 
     consumer = tmp_path / "consumer"
     consumer.mkdir()
-    _ok(run_tool("dvc", "get", str(repo), "data/published/dataset", "--rev", "synthdata-v1", "-o", "got",
-                 cwd=consumer))
+    _ok(run_tool("dvc", "get", str(repo), "data/published/dataset", "--rev", "synthdata-v1", "-o", "got", cwd=consumer))
     manifest = json.loads((repo / "data/published/manifest.json").read_text())
     got = consumer / "got"
     assert dataset_id(got) == manifest["dataset_id"] == released["dataset_id"]
@@ -148,8 +164,7 @@ def test_failed_release_keeps_the_previous_version(repo: Path, tmp_path: Path):
     (repo / ".dvc/config.local").unlink()
     consumer = tmp_path / "consumer"
     consumer.mkdir()
-    _ok(run_tool("dvc", "get", str(repo), "data/published/dataset", "--rev", "synthdata-v1", "-o", "v1",
-                 cwd=consumer))
+    _ok(run_tool("dvc", "get", str(repo), "data/published/dataset", "--rev", "synthdata-v1", "-o", "v1", cwd=consumer))
     assert dataset_id(consumer / "v1") == v1["dataset_id"]
 
     v2 = json.loads(_ok(run_tool("synthdata", "release", cwd=repo)).splitlines()[-1])
@@ -210,7 +225,8 @@ def test_release_killed_at_its_last_step_leaves_no_version_without_a_tag(repo: P
         listed = _ok(run_tool("git", "show", f"{rev}:published.csv", cwd=repo))
         assert "synthdata-v1," in listed and "synthdata-v2" not in listed
     assert _ok(run_tool("git", "rev-parse", "synthdata-v1^{commit}", cwd=repo)) == _ok(
-        run_tool("git", "rev-parse", "HEAD", cwd=repo))
+        run_tool("git", "rev-parse", "HEAD", cwd=repo)
+    )
     assert _ok(run_tool("git", "status", "--porcelain", "--untracked-files=no", cwd=repo)) == ""
 
 

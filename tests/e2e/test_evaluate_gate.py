@@ -45,7 +45,7 @@ def test_gate_passes_a_perfect_generator(prepared):
     metrics = json.loads((out / "metrics.json").read_text())
     assert json.loads((out / "gate.json").read_text())["passed"] is True and metrics["gate_passed"] is True
     assert metrics["fid"] == pytest.approx(metrics["fid_floor"], rel=1e-9)  # same images, same protocol
-    assert metrics["acc_synthetic"] == pytest.approx(metrics["acc_real"])   # same data, same seeds
+    assert metrics["acc_synthetic"] == pytest.approx(metrics["acc_real"])  # same data, same seeds
     assert metrics["precision"] > 0.5 and metrics["coverage"] > 0.5
 
 
@@ -55,9 +55,16 @@ def test_gate_stops_noise_images_from_being_published(prepared):
     shutil.rmtree(syn, ignore_errors=True)
     rng = np.random.default_rng(0)
     writer = DatasetWriter(syn, [str(i) for i in range(10)], workers=1)
-    writer.add(rng.integers(0, 256, (300, 1, 8, 8), dtype=np.uint8), np.arange(300) % 10,
-               [f"noise-{i}" for i in range(300)], split="train", source="synthetic", generator="cgan",
-               checkpoint_sha256="0" * 64, seeds=np.arange(300))
+    writer.add(
+        rng.integers(0, 256, (300, 1, 8, 8), dtype=np.uint8),
+        np.arange(300) % 10,
+        [f"noise-{i}" for i in range(300)],
+        split="train",
+        source="synthetic",
+        generator="cgan",
+        checkpoint_sha256="0" * 64,
+        seeds=np.arange(300),
+    )
     writer.close("# noise\n")
     result = run_cli("evaluate", "--params", str(params), "--generator", "cgan")
     assert result.returncode == 0, result.stderr  # the verdict is data: publish acts on it
@@ -66,7 +73,9 @@ def test_gate_stops_noise_images_from_being_published(prepared):
     out = tmp / "data/evaluation/cgan"
     gate = json.loads((out / "gate.json").read_text())
     assert gate["passed"] is False and {c["check"] for c in gate["checks"] if not c["passed"]} == {
-        "fid_ratio", "acc_ratio"}
+        "fid_ratio",
+        "acc_ratio",
+    }
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["fid"] > GATE["max_fid_ratio"] * metrics["fid_floor"]
     assert metrics["acc_synthetic"] < 0.5 and metrics["n_synthetic"] == 300

@@ -106,15 +106,17 @@ def test_flow_stops_on_a_user_error_without_retrying(committed: Path, prefect_ap
     from flows.pipeline import pipeline
 
     # valid as a parameter, wrong for this data: only the sample stage can tell
-    state = pipeline(params={"sample.counts": {"ten": 5}}, release_dataset=False, repo=str(committed),
-                     return_state=True)
+    state = pipeline(
+        params={"sample.counts": {"ten": 5}}, release_dataset=False, repo=str(committed), return_state=True
+    )
     assert state.is_failed()
     assert "stage sample: bad input or parameters" in state.message and "unknown class 'ten'" in state.message
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with _client() as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
-            any_=[state.state_details.flow_run_id])))
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
     assert {r.name: r.run_count for r in runs}["sample"] == 1
 
 
@@ -141,9 +143,17 @@ def test_flow_retries_a_stage_while_dvc_is_locked(committed: Path, prefect_api):
     from flows.pipeline import pipeline
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom dvc.repo import Repo\nwith Repo('.').lock:\n"
-         "    print('locked', flush=True)\n    sys.stdin.read()\n"], cwd=committed, stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom dvc.repo import Repo\nwith Repo('.').lock:\n"
+            "    print('locked', flush=True)\n    sys.stdin.read()\n",
+        ],
+        cwd=committed,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     done = threading.Event()
     watcher = threading.Thread(target=_release_after_first_failure, args=(holder, "prepare", done))
     try:
@@ -159,8 +169,9 @@ def test_flow_retries_a_stage_while_dvc_is_locked(committed: Path, prefect_api):
         holder.wait(timeout=60)
     assert state.is_completed(), state.message
     with _client() as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
-            any_=[state.state_details.flow_run_id])))
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
     counts = {r.name: r.run_count for r in runs}
     assert counts["prepare"] == 2 and counts["report"] == 1
     assert any("Unable to acquire lock" in m for m in _flow_logs(state.state_details.flow_run_id))
@@ -171,14 +182,24 @@ def test_command_line_run_with_the_ephemeral_api(committed: Path, tmp_path: Path
     """`python -m flows.pipeline` with no server: Prefect's ephemeral API, in its own PREFECT_HOME."""
     env = {**tool_env(), "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": ""}
     other = other_generator(committed)  # a publish-only change: the in-process flow test re-samples
-    proc = subprocess.run([sys.executable, "-m", "flows.pipeline", "--no-release", "--set",
-                           f"publish.generator={other}"], cwd=committed, capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.pipeline", "--no-release", "--set", f"publish.generator={other}"],
+        cwd=committed,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(result["ran"]) == AFTER_PUBLISH and result["released"] is None
     assert json.loads((committed / "data/published/manifest.json").read_text())["generator"] == other
-    bad = subprocess.run([sys.executable, "-m", "flows.pipeline", "--set", "gate.max_fid_ratio=-1"],
-                         cwd=committed, capture_output=True, text=True, env=env)
+    bad = subprocess.run(
+        [sys.executable, "-m", "flows.pipeline", "--set", "gate.max_fid_ratio=-1"],
+        cwd=committed,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     # a user's mistake: one line, exit 2, found before Prefect starts, params.yaml untouched
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
     assert bad.stderr.startswith("flows.pipeline: error: params:") and "gate.max_fid_ratio" in bad.stderr

@@ -27,8 +27,7 @@ pytestmark = pytest.mark.e2e
 def trained(tmp_path_factory):
     """Prepared digits, a tiny trained cGAN and one sampled dataset (per_class 3)."""
     tmp = tmp_path_factory.mktemp("hostile")
-    params = write_params(tmp, generators=["cgan"], sample={"seed": 7, "per_class": 3, "batch_size": 64,
-                                                              "workers": 2})
+    params = write_params(tmp, generators=["cgan"], sample={"seed": 7, "per_class": 3, "batch_size": 64, "workers": 2})
     for stage in ("prepare", "train", "sample"):
         result = run_cli(stage, "--params", str(params))
         assert result.returncode == 0, result.stderr
@@ -45,8 +44,11 @@ def _params(base: Path, dest: Path, **changes) -> Path:
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _outputs(tmp: Path) -> dict:
@@ -54,8 +56,13 @@ def _outputs(tmp: Path) -> dict:
 
 
 def _start(params: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "synthdata", "sample", "--params", str(params)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "synthdata", "sample", "--params", str(params)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 PRIMED = """
@@ -68,8 +75,14 @@ sys.exit(cli.main(sys.argv[1:]))
 
 def _primed(*args: str) -> subprocess.Popen:
     """A CLI process that has imported everything and starts when a line arrives on its stdin."""
-    return subprocess.Popen([sys.executable, "-c", PRIMED, *args], cwd=REPO, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", PRIMED, *args],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_temp(folder: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -159,16 +172,26 @@ def _alive(pid: int) -> bool:
 def test_generate_remakes_every_row_of_a_sampled_dataset(trained, tmp_path):
     """``generate([label_id], seed)``, one row per call, remakes every image of a 2,000-image dataset."""
     tmp, base = trained
-    params = _params(base, tmp_path / "p.yaml", **{"sample.per_class": 200, "sample.batch_size": 333,
-                                                    "paths.synthetic": str(tmp_path / "syn"),
-                                                    "paths.augmented": str(tmp_path / "aug")})
+    params = _params(
+        base,
+        tmp_path / "p.yaml",
+        **{
+            "sample.per_class": 200,
+            "sample.batch_size": 333,
+            "paths.synthetic": str(tmp_path / "syn"),
+            "paths.augmented": str(tmp_path / "aug"),
+        },
+    )
     assert run_cli("sample", "--params", str(params)).returncode == 0
     data = synthdata.load_dataset(tmp_path / "syn/cgan")
     g = synthdata.load_generator(tmp / "data/models/cgan")
     torch.set_num_threads(2)
     meta = data.metadata
-    differ = [i for i, (label, seed) in enumerate(zip(meta["label_id"], meta["seed"]))
-              if not torch.equal(g.generate([int(label)], seed=int(seed))[0], data.images[i])]
+    differ = [
+        i
+        for i, (label, seed) in enumerate(zip(meta["label_id"], meta["seed"]))
+        if not torch.equal(g.generate([int(label)], seed=int(seed))[0], data.images[i])
+    ]
     assert differ == [], f"{len(differ)} of {len(meta)} rows are not remade bit for bit (first: {differ[:5]})"
 
 
@@ -176,8 +199,7 @@ def test_generate_remakes_every_row_of_a_sampled_dataset(trained, tmp_path):
 def _small_disk(where: Path, megabytes: int, inodes: int | None = None):
     where.mkdir()
     options = f"size={megabytes}m" + (f",nr_inodes={inodes}" if inodes else "")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here (needs root): {proc.stderr.strip()}")
     try:
@@ -186,10 +208,14 @@ def _small_disk(where: Path, megabytes: int, inodes: int | None = None):
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-@pytest.mark.parametrize("megabytes, inodes, per_class, needle", [
-    (8, None, 1000, "MB are free"),  # 10,000 PNGs of one 4 KiB block each do not fit in 8 MB
-    (64, 2000, 100, "inodes"),       # the bytes fit, the files do not (the real images are copies on tmpfs)
-], ids=["bytes", "inodes"])
+@pytest.mark.parametrize(
+    "megabytes, inodes, per_class, needle",
+    [
+        (8, None, 1000, "MB are free"),  # 10,000 PNGs of one 4 KiB block each do not fit in 8 MB
+        (64, 2000, 100, "inodes"),  # the bytes fit, the files do not (the real images are copies on tmpfs)
+    ],
+    ids=["bytes", "inodes"],
+)
 def test_a_sample_that_cannot_fit_is_refused_up_front(trained, tmp_path, megabytes, inodes, per_class, needle):
     tmp, base = trained
     with _small_disk(tmp_path / "disk", megabytes, inodes) as disk:

@@ -20,18 +20,23 @@ pytestmark = pytest.mark.e2e
 def _brightness_gap(x: Inputs) -> Result:
     """Mean grey level of the synthetic images minus that of the real test split."""
     syn, test = x.datasets["synthetic"].images, x.datasets["test"].images
-    return Result({"brightness_gap": float(syn.double().mean() - test.double().mean())},
-                  counts={"brightness_n": len(syn)})
+    return Result(
+        {"brightness_gap": float(syn.double().mean() - test.double().mean())}, counts={"brightness_n": len(syn)}
+    )
 
 
 def test_a_registered_metric_reaches_metrics_card_manifest_and_report(tmp_path):
     params_file = write_params(tmp_path, generators=["cgan"])
-    for argv in (["prepare"], ["reference"], ["filter"], ["train", "--generator", "cgan"],
-                 ["sample", "--generator", "cgan"]):
+    for argv in (
+        ["prepare"],
+        ["reference"],
+        ["filter"],
+        ["train", "--generator", "cgan"],
+        ["sample", "--generator", "cgan"],
+    ):
         result = run_cli(*argv, "--params", str(params_file))
         assert result.returncode == 0, result.stderr
-    register_metric("toy_brightness", columns=(Column("brightness_gap", "brightness gap", digits=4),))(
-        _brightness_gap)
+    register_metric("toy_brightness", columns=(Column("brightness_gap", "brightness gap", digits=4),))(_brightness_gap)
     try:
         params = load_params(params_file)
         evaluate.run(params, "cgan")

@@ -57,12 +57,27 @@ def _params(tmp: Path, mnist: Path, file: str = "params.yaml", **over) -> Path:
         "data": {"source": "mnist", "path": str(mnist)},
         "prepare": {"seed": 0, "train_per_class": K},
         "runtime": {"device": "cpu", "threads": 2},
-        "train": {"seed": 0, "checkpoint_every": 1000, "log_every": 50,
-                  "cvae": {"steps": 600, "batch_size": 32, "latent_dim": 8, "width": 16, "lr": 0.003,
-                           "ema_decay": 0.9, "ema_start": 50}},
+        "train": {
+            "seed": 0,
+            "checkpoint_every": 1000,
+            "log_every": 50,
+            "cvae": {
+                "steps": 600,
+                "batch_size": 32,
+                "latent_dim": 8,
+                "width": 16,
+                "lr": 0.003,
+                "ema_decay": 0.9,
+                "ema_start": 50,
+            },
+        },
         "sample": {"seed": 3, "per_class": 6, "batch_size": 16},
-        "filter": {"enabled": True, "min_confidence": 0.0, "max_draws": 200,
-                   "classifier": {"width": 8, "feature_dim": 16, "steps": 300, "batch_size": 64}},
+        "filter": {
+            "enabled": True,
+            "min_confidence": 0.0,
+            "max_draws": 200,
+            "classifier": {"width": 8, "feature_dim": 16, "steps": 300, "batch_size": 64},
+        },
     }
     for key, value in over.items():
         sections[key] = {**sections.get(key, {}), **value} if isinstance(value, dict) else value
@@ -150,8 +165,15 @@ def test_filtered_sampling_sees_only_the_low_data_train_split(mnist_subset: Path
         remade = generator.generate([int(data.labels[i])], int(seeds[i]))[0]
         assert torch.equal(remade, data.images[i])
 
-    again = load_params(_params(tmp_path, mnist_subset, "again.yaml", sample={"batch_size": 7},
-                                paths={"synthetic": str(tmp_path / "again"), "augmented": str(tmp_path / "again-aug")}))
+    again = load_params(
+        _params(
+            tmp_path,
+            mnist_subset,
+            "again.yaml",
+            sample={"batch_size": 7},
+            paths={"synthetic": str(tmp_path / "again"), "augmented": str(tmp_path / "again-aug")},
+        )
+    )
     sample.run(again, "cvae", progress=False)
     meta_a, _ = read_metadata(syn)
     meta_b, _ = read_metadata(tmp_path / "again" / "cvae")
@@ -164,8 +186,13 @@ def test_filter_that_cannot_fill_a_class_stops_cleanly(mnist_subset: Path, filte
     """An impossible filter: one line naming the class and the fix, exit 2, the previous sample kept."""
     syn = filtered_run / "data" / "synthetic" / "cvae" / "metadata.parquet"
     before = syn.read_bytes()
-    strict = _params(filtered_run, mnist_subset, "strict.yaml", filter={"min_confidence": 0.99, "max_draws": 1},
-                     sample={"seed": 4, "per_class": 100})  # 100 candidates in a row all accepted: not here
+    strict = _params(
+        filtered_run,
+        mnist_subset,
+        "strict.yaml",
+        filter={"min_confidence": 0.99, "max_draws": 1},
+        sample={"seed": 4, "per_class": 100},
+    )  # 100 candidates in a row all accepted: not here
     proc = run_cli("sample", "--params", str(strict), "--generator", "cvae")
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -44,10 +44,19 @@ def _wait(what: str, check, timeout: float, procs=()):
 @pytest.fixture
 def server(tmp_path: Path):
     port = _free_port()
-    env = {**tool_env(), "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": "",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **tool_env(),
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_API_URL": "",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     api = f"http://127.0.0.1:{port}/api"
 
     def healthy():
@@ -73,8 +82,7 @@ def _deployment(api: str, name: str) -> dict | None:
 
 
 def _scheduled_runs(api: str, deployment_id: str) -> list[dict]:
-    body = {"deployments": {"id": {"any_": [deployment_id]}},
-            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}
+    body = {"deployments": {"id": {"any_": [deployment_id]}}, "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}
     return httpx.post(f"{api}/flow_runs/filter", json=body, timeout=10).json()
 
 
@@ -82,8 +90,9 @@ def test_deploy_and_serve_on_a_cron_schedule(repo: Path, server):
     api, env = server
 
     def prefect(*argv: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", *argv], cwd=repo, env=env,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "prefect", "--no-prompt", *argv], cwd=repo, env=env, capture_output=True, text=True
+        )
         assert proc.returncode == 0, (argv, proc.stdout[-2000:], proc.stderr[-2000:])
         return proc.stdout
 
@@ -99,9 +108,25 @@ def test_deploy_and_serve_on_a_cron_schedule(repo: Path, server):
 
     # 2. the served deployment: scheduled by the server, and run by the serving process
     other = other_generator(repo)  # a publish-only change: only publish and report re-run
-    serve = subprocess.Popen([sys.executable, "-m", "flows.pipeline", "--serve", "--name", "served", "--cron",
-                              "30 4 * * *", "--no-release", "--set", f"publish.generator={other}"], cwd=repo,
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flows.pipeline",
+            "--serve",
+            "--name",
+            "served",
+            "--cron",
+            "30 4 * * *",
+            "--no-release",
+            "--set",
+            f"publish.generator={other}",
+        ],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         served = _wait("the served deployment", lambda: _deployment(api, "served"), 120, [serve])
         assert [s["schedule"]["cron"] for s in served["schedules"]] == ["30 4 * * *"]

@@ -37,7 +37,7 @@ def test_translation_moves_content_without_changing_it():
     x[0, 0, 8, 8] = 1.0
     for seed in range(10):
         y = diffaugment.translation(x, torch.Generator().manual_seed(seed))
-        (r, c), = torch.nonzero(y[0, 0] == 1).tolist()
+        ((r, c),) = torch.nonzero(y[0, 0] == 1).tolist()
         assert abs(r - 8) <= 2 and abs(c - 8) <= 2 and (y == 1).sum() == 1
 
 

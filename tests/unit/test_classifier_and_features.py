@@ -97,8 +97,9 @@ def _inception_weights(path, monkeypatch):
 def test_inception_extractor_loads_a_local_weights_file(tmp_path, monkeypatch):
     weights = tmp_path / "weights-inception.pth"
     _inception_weights(weights, monkeypatch)
-    params = load_params(write_params(tmp_path), {"evaluate.feature_extractor": "inception",
-                                                  "evaluate.inception_weights": str(weights)})
+    params = load_params(
+        write_params(tmp_path), {"evaluate.feature_extractor": "inception", "evaluate.inception_weights": str(weights)}
+    )
     with pytest.warns(UserWarning, match="not the standard FID weights"):
         ex = features.build(params, CPU)
     images = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
@@ -108,13 +109,16 @@ def test_inception_extractor_loads_a_local_weights_file(tmp_path, monkeypatch):
     assert np.allclose(ex(images[:1]), f[:1], atol=1e-5)  # batch-independent
 
 
-@pytest.mark.parametrize("setting,message", [
-    (None, "set it to a local copy"), ("missing.pth", "does not exist"), ("bad.pth", "not an Inception-v3"),
-])
+@pytest.mark.parametrize(
+    "setting,message",
+    [(None, "set it to a local copy"), ("missing.pth", "does not exist"), ("bad.pth", "not an Inception-v3")],
+)
 def test_inception_extractor_bad_weights_are_one_line_errors(tmp_path, setting, message):
     (tmp_path / "bad.pth").write_bytes(b"not a torch file")
-    over = {"evaluate.feature_extractor": "inception",
-            "evaluate.inception_weights": str(tmp_path / setting) if setting else None}
+    over = {
+        "evaluate.feature_extractor": "inception",
+        "evaluate.inception_weights": str(tmp_path / setting) if setting else None,
+    }
     params = load_params(write_params(tmp_path), over)
     with pytest.raises(SynthdataError, match=message):
         features.build(params, CPU)

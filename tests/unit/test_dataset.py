@@ -14,10 +14,26 @@ def _write(root, n=20, channels=1):
     images = torch.randint(0, 256, (n, channels, 9, 11), dtype=torch.uint8)
     labels = np.arange(n) % 3
     w = DatasetWriter(root, ["a", "b", "c"], workers=2)
-    w.add(images[:12], labels[:12], [f"s-{i:03d}" for i in range(12)], split="train", source="synthetic",
-          generator="cgan", checkpoint_sha256="ab" * 32, seeds=np.arange(12))
-    w.add(images[12:], labels[12:], [f"s-{i:03d}" for i in range(12, n)], split="train", source="synthetic",
-          generator="cgan", checkpoint_sha256="ab" * 32, seeds=np.arange(12, n))
+    w.add(
+        images[:12],
+        labels[:12],
+        [f"s-{i:03d}" for i in range(12)],
+        split="train",
+        source="synthetic",
+        generator="cgan",
+        checkpoint_sha256="ab" * 32,
+        seeds=np.arange(12),
+    )
+    w.add(
+        images[12:],
+        labels[12:],
+        [f"s-{i:03d}" for i in range(12, n)],
+        split="train",
+        source="synthetic",
+        generator="cgan",
+        checkpoint_sha256="ab" * 32,
+        seeds=np.arange(12, n),
+    )
     w.close("# card\n")
     return images, labels
 

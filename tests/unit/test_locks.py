@@ -28,8 +28,10 @@ def _holder(mode: str, path: Path) -> subprocess.Popen:
     return proc
 
 
-@pytest.mark.parametrize("first, second, held", [
-    ("writes", "writes", True), ("writes", "reads", True), ("reads", "writes", True), ("reads", "reads", False)])
+@pytest.mark.parametrize(
+    "first, second, held",
+    [("writes", "writes", True), ("writes", "reads", True), ("reads", "writes", True), ("reads", "reads", False)],
+)
 def test_a_second_run_stops_with_one_line_naming_the_folder(tmp_path, first, second, held):
     out = tmp_path / "data" / "synthetic" / "cgan"
     proc = _holder(first, out)

@@ -44,7 +44,9 @@ def test_fewer_samples_than_dimensions_warns_and_never_gives_nan():
     with pytest.warns(RankDeficientWarning) as record:
         value = fid_from_features(x, y)
     assert {str(w.message).split(":")[1].strip() for w in record} == {
-        "10 samples in 50 feature dimensions", "12 samples in 50 feature dimensions"}
+        "10 samples in 50 feature dimensions",
+        "12 samples in 50 feature dimensions",
+    }
     assert np.isfinite(value) and value > 0
 
 
@@ -58,8 +60,8 @@ def test_frechet_distance_rejects_mismatched_dimensions():
 
 def test_kid_known_answer_on_constant_sets():
     d = 4
-    x = np.zeros((20, d))                  # k(x, x') = (0 + 1)^3 = 1
-    y = np.ones((30, d))                   # k(y, y') = (1 + 1)^3 = 8, k(x, y) = 1
+    x = np.zeros((20, d))  # k(x, x') = (0 + 1)^3 = 1
+    y = np.ones((30, d))  # k(y, y') = (1 + 1)^3 = 8, k(x, y) = 1
     assert mmd2_unbiased(x, y) == pytest.approx(1 + 8 - 2 * 1)
     mean, std, size = kernel_distance(x, y, subset_size=10, subsets=7)
     assert (mean, std, size) == (pytest.approx(7.0), pytest.approx(0.0), 10)

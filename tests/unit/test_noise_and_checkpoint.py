@@ -68,7 +68,8 @@ def test_one_format_for_generators_and_classifiers_and_the_tag_is_checked(tmp_pa
         assert isinstance(state["info"], str) and all(isinstance(v, torch.Tensor) for v in state["model"].values())
     loaded, info = classifier.load(tmp_path / "clf.pt", "test classifier", "save it")
     assert info["format"] == checkpoint.CLASSIFIER_FORMAT and all(
-        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
+        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values())
+    )
     with pytest.raises(SynthdataError, match="unknown checkpoint format 'synthdata-classifier/1'"):
         checkpoint.load_generator(tmp_path / "clf.pt")  # a classifier is not a generator, and says so
     with pytest.raises(SynthdataError, match="unknown checkpoint format 'synthdata-checkpoint/1'.*test classifier"):
@@ -108,12 +109,14 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_finished_model(tmp_path,
         losses = step_of(self, real, labels, rng, optimizers)
         poisoned.calls += 1
         return {**losses, "kl": losses["kl"] * math.inf} if poisoned.calls == 2 else losses
+
     poisoned.calls = 0
     monkeypatch.setattr(CVAE, "training_step", poisoned)
     from tests.conftest import TINY_TRAIN
 
-    longer = load_params(write_params(tmp_path, generators=["cvae"],
-                                      train={"cvae": {**TINY_TRAIN["cvae"], "steps": 12}}))
+    longer = load_params(
+        write_params(tmp_path, generators=["cvae"], train={"cvae": {**TINY_TRAIN["cvae"], "steps": 12}})
+    )
     with pytest.raises(SynthdataError) as exc:
         train.run(longer, "cvae", progress=False)  # resumes at step 6: its second step is step 8
     msg = str(exc.value)

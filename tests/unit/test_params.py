@@ -22,25 +22,28 @@ def test_mnist_profiles_are_valid():
     assert full.evaluate.augment_real_fraction == 0.9 and low.evaluate.augment_real_fraction == 0.5
 
 
-@pytest.mark.parametrize("section, value, needle", [
-    ({"sample": {"per_clas": 3}}, None, "unknown key 'sample.per_clas'"),
-    ({"sample": {"per_class": 0}}, None, "sample.per_class"),
-    ({"sample": {"per_class": -5}}, None, "sample.per_class"),
-    ({"sample": {"per_class": "many"}}, None, "sample.per_class"),
-    ({"sample": {"counts": {"3": 0}}}, None, "sample.counts"),
-    ({"train": {"cgan": {"steps": 0}}}, None, "train.cgan.steps"),
-    ({"train": {"cgan": {"lr_gg": 1}}}, None, "unknown key 'train.cgan.lr_gg'"),
-    ({"train": {"dcgan": {}}}, None, "unknown key 'train.dcgan'"),
-    ({"data": {"source": "cifar"}}, None, "unknown source 'cifar'"),
-    ({"data": {"image_size": 128}}, None, "data.image_size"),
-    ({"generators": ["cgan", "diffusion"]}, None, "unknown generator 'diffusion'"),
-    ({"train": {"cgan": {"diffaugment": "translation,flip"}}}, None, "unknown DiffAugment policy 'flip'"),
-    ({"filter": {"min_confidence": 1.0}}, None, "filter.min_confidence"),
-    ({"filter": {"max_draws": 0}}, None, "filter.max_draws"),
-    ({"filter": {"enable": True}}, None, "unknown key 'filter.enable'"),
-    ({"evaluate": {"augment_real_fraction": 1.0}}, None, "evaluate.augment_real_fraction"),
-    ({"evaluate": {"augment_real_fraction": 0}}, None, "evaluate.augment_real_fraction"),
-])
+@pytest.mark.parametrize(
+    "section, value, needle",
+    [
+        ({"sample": {"per_clas": 3}}, None, "unknown key 'sample.per_clas'"),
+        ({"sample": {"per_class": 0}}, None, "sample.per_class"),
+        ({"sample": {"per_class": -5}}, None, "sample.per_class"),
+        ({"sample": {"per_class": "many"}}, None, "sample.per_class"),
+        ({"sample": {"counts": {"3": 0}}}, None, "sample.counts"),
+        ({"train": {"cgan": {"steps": 0}}}, None, "train.cgan.steps"),
+        ({"train": {"cgan": {"lr_gg": 1}}}, None, "unknown key 'train.cgan.lr_gg'"),
+        ({"train": {"dcgan": {}}}, None, "unknown key 'train.dcgan'"),
+        ({"data": {"source": "cifar"}}, None, "unknown source 'cifar'"),
+        ({"data": {"image_size": 128}}, None, "data.image_size"),
+        ({"generators": ["cgan", "diffusion"]}, None, "unknown generator 'diffusion'"),
+        ({"train": {"cgan": {"diffaugment": "translation,flip"}}}, None, "unknown DiffAugment policy 'flip'"),
+        ({"filter": {"min_confidence": 1.0}}, None, "filter.min_confidence"),
+        ({"filter": {"max_draws": 0}}, None, "filter.max_draws"),
+        ({"filter": {"enable": True}}, None, "unknown key 'filter.enable'"),
+        ({"evaluate": {"augment_real_fraction": 1.0}}, None, "evaluate.augment_real_fraction"),
+        ({"evaluate": {"augment_real_fraction": 0}}, None, "evaluate.augment_real_fraction"),
+    ],
+)
 def test_bad_parameter_is_one_line_naming_key_and_file(tmp_path, section, value, needle):
     path = write_params(tmp_path, **section)
     with pytest.raises(SynthdataError) as exc:
@@ -81,12 +84,15 @@ def test_publish_name_must_be_a_tag_name(tmp_path):
         load_params(path)
 
 
-@pytest.mark.parametrize("section, key", [
-    ({"train": {"cvae": {"beta_kl": float("inf")}}}, "train.cvae.beta_kl"),
-    ({"train": {"cgan": {"lr_g": float("nan")}}}, "train.cgan.lr_g"),
-    ({"gate": {"max_fid_ratio": float("inf")}}, "gate.max_fid_ratio"),
-    ({"evaluate": {"classifier": {"weight_decay": float("nan")}}}, "evaluate.classifier.weight_decay"),
-])
+@pytest.mark.parametrize(
+    "section, key",
+    [
+        ({"train": {"cvae": {"beta_kl": float("inf")}}}, "train.cvae.beta_kl"),
+        ({"train": {"cgan": {"lr_g": float("nan")}}}, "train.cgan.lr_g"),
+        ({"gate": {"max_fid_ratio": float("inf")}}, "gate.max_fid_ratio"),
+        ({"evaluate": {"classifier": {"weight_decay": float("nan")}}}, "evaluate.classifier.weight_decay"),
+    ],
+)
 def test_non_finite_floats_are_refused(tmp_path, section, key):
     path = write_params(tmp_path, **section)
     assert ".inf" in path.read_text() or ".nan" in path.read_text()  # YAML's own spelling reaches the loader
@@ -95,10 +101,13 @@ def test_non_finite_floats_are_refused(tmp_path, section, key):
     assert key in str(exc.value) and "finite" in str(exc.value)
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("sample:\n  seed: 1\n  seed: 2\n", "duplicate key 'seed' on lines 2 and 3"),
-    ("sample:\n  seed: 1\ntrain:\n  seed: 0\nsample:\n  per_class: 4\n", "duplicate key 'sample' on lines 1 and 5"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("sample:\n  seed: 1\n  seed: 2\n", "duplicate key 'seed' on lines 2 and 3"),
+        ("sample:\n  seed: 1\ntrain:\n  seed: 0\nsample:\n  per_class: 4\n", "duplicate key 'sample' on lines 1 and 5"),
+    ],
+)
 def test_duplicate_keys_and_sections_are_refused(tmp_path, text, needle):
     path = tmp_path / "params.yaml"
     path.write_text(text)

@@ -5,8 +5,13 @@ from synthdata.publish import choose
 
 
 def _row(name, passed, acc, ratio):
-    return {"generator": name, "passed": passed, "failed_checks": [] if passed else ["fid_ratio 9.000 (limit <= 8)"],
-            "checkpoint_sha256": ["0" * 64], "scores": {"acc_synthetic": acc, "fid_ratio": ratio}}
+    return {
+        "generator": name,
+        "passed": passed,
+        "failed_checks": [] if passed else ["fid_ratio 9.000 (limit <= 8)"],
+        "checkpoint_sha256": ["0" * 64],
+        "scores": {"acc_synthetic": acc, "fid_ratio": ratio},
+    }
 
 
 def test_auto_picks_the_best_passing_generator():

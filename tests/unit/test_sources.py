@@ -54,12 +54,15 @@ def test_image_folder_rgb_and_grey_mix_becomes_rgb(tmp_path):
     assert load(source="image-folder", path=str(root)).images.shape[-1] == 3
 
 
-@pytest.mark.parametrize("breakage, needle", [
-    (lambda r: (r / "cat" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage"), "bad.png: not a readable image"),
-    (lambda r: (r / "dog" / "notes.txt").write_text("hello"), "notes.txt: not a readable image"),
-    (lambda r: shutil.rmtree(r / "dog") or (r / "dog").mkdir(), "dog: class folder is empty"),
-    (lambda r: shutil.rmtree(r / "dog"), "at least 2 classes"),
-])
+@pytest.mark.parametrize(
+    "breakage, needle",
+    [
+        (lambda r: (r / "cat" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage"), "bad.png: not a readable image"),
+        (lambda r: (r / "dog" / "notes.txt").write_text("hello"), "notes.txt: not a readable image"),
+        (lambda r: shutil.rmtree(r / "dog") or (r / "dog").mkdir(), "dog: class folder is empty"),
+        (lambda r: shutil.rmtree(r / "dog"), "at least 2 classes"),
+    ],
+)
 def test_image_folder_bad_input(tmp_path, breakage, needle):
     root = _folder(tmp_path / "f")
     breakage(root)
@@ -79,8 +82,12 @@ def test_npz_labels_out_of_range_and_empty_class(tmp_path):
     np.savez(tmp_path / "neg.npz", x=np.zeros((4, 8, 8), np.uint8), y=np.array([0, 1, -1, 1]))
     with pytest.raises(SynthdataError, match="label -1 is out of range"):
         load(source="npz", path=str(tmp_path / "neg.npz"))
-    np.savez(tmp_path / "big.npz", x=np.zeros((4, 8, 8), np.uint8), y=np.array([0, 1, 5, 1]),
-             class_names=np.array(["a", "b", "c"]))
+    np.savez(
+        tmp_path / "big.npz",
+        x=np.zeros((4, 8, 8), np.uint8),
+        y=np.array([0, 1, 5, 1]),
+        class_names=np.array(["a", "b", "c"]),
+    )
     with pytest.raises(SynthdataError, match="label 5 is out of range 0..2"):
         load(source="npz", path=str(tmp_path / "big.npz"))
     np.savez(tmp_path / "gap.npz", x=np.zeros((4, 8, 8), np.uint8), y=np.array([0, 2, 2, 0]))
@@ -121,7 +128,8 @@ def test_mnist_idx_gzip_and_raw(tmp_path):
     gz.mkdir()
     for split, count in n.items():
         (gz / f"{FILES[(split, 'images')]}.gz").write_bytes(
-            gzip.compress(_idx(rng.integers(0, 256, (count, 28, 28))), mtime=0))
+            gzip.compress(_idx(rng.integers(0, 256, (count, 28, 28))), mtime=0)
+        )
         (gz / f"{FILES[(split, 'labels')]}.gz").write_bytes(gzip.compress(_idx(np.arange(count) % 10), mtime=0))
     d = load(source="mnist", path=str(gz))
     assert d.images.shape == (60, 28, 28, 1) and (d.splits == "test").sum() == 20
@@ -140,8 +148,7 @@ def test_mnist_idx_gzip_and_raw(tmp_path):
 def test_real_mnist_files(tmp_path):
     d = load(source="mnist", path=str(need_mnist()))
     assert d.images.shape == (70000, 28, 28, 1)
-    assert np.bincount(d.labels[d.splits == "test"]).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028,
-                                                                   974, 1009]
+    assert np.bincount(d.labels[d.splits == "test"]).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def test_prepare_drops_duplicates_and_keeps_k_per_class_in_the_low_data_protocol(tmp_path):
@@ -153,8 +160,12 @@ def test_prepare_drops_duplicates_and_keeps_k_per_class_in_the_low_data_protocol
     x = (np.random.default_rng(0).random((60, 8, 8)) * 255).astype(np.uint8)
     x[30:40] = x[0:10]  # ten exact duplicates
     np.savez(tmp_path / "d.npz", x=x, y=np.arange(60) % 3)
-    over = {"data.source": "npz", "data.path": str(tmp_path / "d.npz"), "prepare.val_fraction": 0.2,
-            "prepare.test_fraction": 0.2}
+    over = {
+        "data.source": "npz",
+        "data.path": str(tmp_path / "d.npz"),
+        "prepare.val_fraction": 0.2,
+        "prepare.test_fraction": 0.2,
+    }
     full = prepare.run(load_params(write_params(tmp_path), over))
     assert full["duplicates_dropped"] == 10 and full["n_train"] + full["n_val"] + full["n_test"] == 50
     metas = {s: read_metadata(tmp_path / "data/prepared" / s)[0] for s in SPLITS}
@@ -215,18 +226,23 @@ def _pil(mode: str, fmt: str = "PNG", **save):
         elif mode != "L":
             img = img.convert(mode)
         img.save(path, fmt, **save)
+
     write.__name__ = f"pil_{mode}_{fmt.lower()}"
     return write
 
 
-@pytest.mark.parametrize("writer, expected", [
-    (_pil("L"), GREY),
-    (_pil("LA"), GREY),
-    (_pil("1"), np.where(GREY >= 128, 255, 0)),
-    (_pil("P"), GREY),
-    (_pil("RGB"), GREY),
-    (_pil("RGBA"), GREY),
-], ids=lambda w: getattr(w, "__name__", ""))
+@pytest.mark.parametrize(
+    "writer, expected",
+    [
+        (_pil("L"), GREY),
+        (_pil("LA"), GREY),
+        (_pil("1"), np.where(GREY >= 128, 255, 0)),
+        (_pil("P"), GREY),
+        (_pil("RGB"), GREY),
+        (_pil("RGBA"), GREY),
+    ],
+    ids=lambda w: getattr(w, "__name__", ""),
+)
 def test_8_bit_png_modes_keep_their_values(tmp_path, writer, expected):
     got = _one_image(tmp_path, writer)
     assert got.dtype == np.uint8
@@ -238,6 +254,7 @@ def test_8_bit_png_modes_keep_their_values(tmp_path, writer, expected):
 def test_palette_with_transparency_is_read(tmp_path):
     def write(path):
         Image.fromarray(GREY, "L").convert("P").save(path, transparency=0)
+
     got = _one_image(tmp_path, write)
     assert np.array_equal(got[..., 0], GREY)
 
@@ -261,19 +278,27 @@ def test_bright_16_bit_images_stay_distinct(tmp_path):
     assert len({a.tobytes() for a in d.images}) == 8
 
 
-@pytest.mark.parametrize("bit_depth, colour_type, pixels, expected", [
-    (16, 2, np.stack([np.full((2, 4), 65535), np.full((2, 4), 32896), np.zeros((2, 4))], -1), [255, 128, 0]),
-    (16, 6, np.stack([np.full((2, 4), 65535), np.full((2, 4), 32896), np.zeros((2, 4)), np.full((2, 4), 100)], -1),
-     [255, 128, 0]),
-    (16, 4, np.stack([np.full((2, 4), 32896), np.full((2, 4), 65535)], -1), [128, 128, 128]),  # opens as RGBA
-    (2, 0, np.array([[0, 1, 2, 3], [3, 2, 1, 0]]), None),
-    (4, 0, np.array([[0, 5, 10, 15], [15, 10, 5, 0]]), None),
-], ids=["rgb16", "rgba16", "la16", "grey2", "grey4"])
+@pytest.mark.parametrize(
+    "bit_depth, colour_type, pixels, expected",
+    [
+        (16, 2, np.stack([np.full((2, 4), 65535), np.full((2, 4), 32896), np.zeros((2, 4))], -1), [255, 128, 0]),
+        (
+            16,
+            6,
+            np.stack([np.full((2, 4), 65535), np.full((2, 4), 32896), np.zeros((2, 4)), np.full((2, 4), 100)], -1),
+            [255, 128, 0],
+        ),
+        (16, 4, np.stack([np.full((2, 4), 32896), np.full((2, 4), 65535)], -1), [128, 128, 128]),  # opens as RGBA
+        (2, 0, np.array([[0, 1, 2, 3], [3, 2, 1, 0]]), None),
+        (4, 0, np.array([[0, 5, 10, 15], [15, 10, 5, 0]]), None),
+    ],
+    ids=["rgb16", "rgba16", "la16", "grey2", "grey4"],
+)
 def test_other_bit_depths_are_scaled(tmp_path, bit_depth, colour_type, pixels, expected):
-    pixels = np.tile(pixels, (4, 2, 1)[:pixels.ndim])
+    pixels = np.tile(pixels, (4, 2, 1)[: pixels.ndim])
     got = _one_image(tmp_path, lambda p: _raw_png(p, pixels, bit_depth, colour_type))
     if expected is None:  # 2 and 4 bits: the levels spread over 0..255
-        scale = 255 // (2 ** bit_depth - 1)
+        scale = 255 // (2**bit_depth - 1)
         assert np.array_equal(got[..., 0], pixels * scale)
     else:
         assert got[0, 0].tolist() == expected
@@ -283,6 +308,7 @@ def test_other_bit_depths_are_scaled(tmp_path, bit_depth, colour_type, pixels, e
 def test_jpeg_modes(tmp_path, mode):
     def write_jpeg(path):
         Image.fromarray(GREY, "L").convert(mode).save(path, "JPEG", quality=100)
+
     got = _one_image(tmp_path, write_jpeg)
     assert got.dtype == np.uint8 and np.abs(got[..., 0].astype(int) - GREY).max() <= 4
 

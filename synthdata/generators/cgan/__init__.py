@@ -26,11 +26,18 @@ class CGANConfig(LatentConfig):
     beta1: float = Field(0.0, ge=0, lt=1)
     beta2: float = Field(0.9, ge=0, lt=1)
     d_steps: int = Field(1, ge=1, le=10, description="discriminator updates per generator update")
-    diffaugment: str = Field("", description="DiffAugment policy for the discriminator's inputs, e.g. "
-                             "'translation,cutout' (low-data); '' for none")
+    diffaugment: str = Field(
+        "",
+        description="DiffAugment policy for the discriminator's inputs, e.g. "
+        "'translation,cutout' (low-data); '' for none",
+    )
 
-    mbstd_group: int = Field(0, ge=0, le=64, description="minibatch-stddev group size of the discriminator "
-                             "(a divisor of batch_size); 0 for none")
+    mbstd_group: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="minibatch-stddev group size of the discriminator (a divisor of batch_size); 0 for none",
+    )
 
     @field_validator("diffaugment")
     @classmethod
@@ -57,8 +64,9 @@ def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:
 
 
 class ProjectionDiscriminator(nn.Module):
-    def __init__(self, in_channels: int, width: int, height: int, width_px: int, num_classes: int,
-                 mbstd_group: int = 0):
+    def __init__(
+        self, in_channels: int, width: int, height: int, width_px: int, num_classes: int, mbstd_group: int = 0
+    ):
         super().__init__()
         self.trunk = DownTrunk(in_channels, width, height, width_px, sn=True)
         c = self.trunk.out_channels
@@ -128,5 +136,9 @@ class CGAN(LatentGenerator):
         optimizers["G"].zero_grad(set_to_none=True)
         loss_g.backward()
         optimizers["G"].step()
-        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
-                "d_real": d_real.detach().mean(), "d_fake": d_fake.detach().mean()}
+        return {
+            "loss_d": loss_d.detach(),
+            "loss_g": loss_g.detach(),
+            "d_real": d_real.detach().mean(),
+            "d_fake": d_fake.detach().mean(),
+        }
