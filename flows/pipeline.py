@@ -139,15 +139,17 @@ def stage_groups(root: Path) -> list[str]:
     return sorted(groups, key=lambda g: groups[g])
 
 
-@task(
-    name="dvc-stage",
+# stages and the release: retried with exponential backoff, unless the failure is the user's (exit 2 or 3)
+RETRIED = dict(
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=5),
     retry_jitter_factor=0.5,
     retry_condition_fn=_transient,
-    task_run_name="{stage}",
     cache_policy=NO_CACHE,
 )
+
+
+@task(name="dvc-stage", task_run_name="{stage}", **RETRIED)
 def run_stage(root: Path, stage: str) -> dict:
     code, lines = _run_logged(root, [sys.executable, "-m", "dvc", "repro", "--single-item", stage], stage)
     if code:
@@ -156,14 +158,7 @@ def run_stage(root: Path, stage: str) -> dict:
     return {"stage": stage, "ran": ran}
 
 
-@task(
-    name="release",
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=5),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_transient,
-    cache_policy=NO_CACHE,
-)
+@task(name="release", **RETRIED)
 def release(root: Path) -> dict:
     code, lines = _run_logged(root, [sys.executable, "-m", "synthdata", "release"], "release")
     if code in (2, 3):
