@@ -97,6 +97,12 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An uncompressed IDX file (the MNIST format) holding a uint8 array."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
 def make_npz(path: Path, n_per_class: int = 6, classes: int = 3, size: int = 8, **extra) -> Path:
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(classes), n_per_class)

@@ -147,6 +147,3 @@ class Scores:
         except json.JSONDecodeError as exc:
             raise SynthdataError(f"{path} is not valid JSON ({exc.msg}): run 'synthdata evaluate' again") from None
         return cls(generator, {k: raw.get(k) for k in score_keys()})
-
-    def columns(self, where: str = "") -> list[Column]:
-        return [c for c in columns() if not where or getattr(c, where)]

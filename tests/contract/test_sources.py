@@ -13,12 +13,7 @@ from PIL import Image
 from synthdata import sources
 from synthdata.errors import SynthdataError
 from synthdata.params import DataParams
-from tests.conftest import make_npz
-
-
-def _idx(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
-    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+from tests.conftest import idx_bytes, make_npz
 
 
 def _mnist(tmp: Path) -> dict:
@@ -27,9 +22,9 @@ def _mnist(tmp: Path) -> dict:
     rng = np.random.default_rng(0)
     for split, count in {"train": 30, "test": 10}.items():
         (tmp / f"{FILES[(split, 'images')]}.gz").write_bytes(
-            gzip.compress(_idx(rng.integers(0, 256, (count, 28, 28))), mtime=0)
+            gzip.compress(idx_bytes(rng.integers(0, 256, (count, 28, 28))), mtime=0)
         )
-        (tmp / f"{FILES[(split, 'labels')]}.gz").write_bytes(gzip.compress(_idx(np.arange(count) % 10), mtime=0))
+        (tmp / f"{FILES[(split, 'labels')]}.gz").write_bytes(gzip.compress(idx_bytes(np.arange(count) % 10), mtime=0))
     return {"path": str(tmp)}
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 from synthdata import sources
 from synthdata.errors import SynthdataError
 from synthdata.params import DataParams
-from tests.conftest import make_npz, need_mnist
+from tests.conftest import idx_bytes, make_npz, need_mnist
 
 
 def load(**kw):
@@ -113,11 +113,6 @@ def test_too_small_and_too_large_images(tmp_path):
         load(source="npz", path=str(path))
 
 
-def _idx(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
-    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-
-
 def test_mnist_idx_gzip_and_raw(tmp_path):
     """The reader on IDX files written here (gzip in a folder; raw under MNIST/raw; truncated)."""
     from synthdata.sources.mnist import FILES
@@ -128,9 +123,9 @@ def test_mnist_idx_gzip_and_raw(tmp_path):
     gz.mkdir()
     for split, count in n.items():
         (gz / f"{FILES[(split, 'images')]}.gz").write_bytes(
-            gzip.compress(_idx(rng.integers(0, 256, (count, 28, 28))), mtime=0)
+            gzip.compress(idx_bytes(rng.integers(0, 256, (count, 28, 28))), mtime=0)
         )
-        (gz / f"{FILES[(split, 'labels')]}.gz").write_bytes(gzip.compress(_idx(np.arange(count) % 10), mtime=0))
+        (gz / f"{FILES[(split, 'labels')]}.gz").write_bytes(gzip.compress(idx_bytes(np.arange(count) % 10), mtime=0))
     d = load(source="mnist", path=str(gz))
     assert d.images.shape == (60, 28, 28, 1) and (d.splits == "test").sum() == 20
     assert d.labels[d.splits == "test"].tolist() == list(np.arange(20) % 10)
