@@ -74,8 +74,10 @@ def save(
     optimizers: dict[str, torch.optim.Optimizer],
     step: int,
     meta: dict[str, Any],
+    rng: dict[str, Any] | None = None,
 ) -> str:
-    """Write checkpoint.pt and checkpoint.json into ``folder``; returns the sha256 of checkpoint.pt."""
+    """Write checkpoint.pt and checkpoint.json into ``folder``; returns the sha256 of checkpoint.pt.
+    ``rng`` defaults to this process's torch RNG state (distributed training adds every rank's)."""
     info = {
         "format": FORMAT,
         "generator": model.name,
@@ -92,7 +94,7 @@ def save(
         {
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-            "rng": {"torch": torch.get_rng_state()},
+            "rng": rng or {"torch": torch.get_rng_state()},
         },
     )
     write_json(folder / "checkpoint.json", {**info, "sha256": sha})

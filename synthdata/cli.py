@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from synthdata import generators
@@ -67,14 +68,20 @@ def _run(args: argparse.Namespace) -> None:
         return
     stage, module = args.command, _stage(args.command)
     if stage not in PER_GENERATOR:
-        print(json.dumps(module.run(params)))
+        _say(module.run(params))
     for name in names if stage in PER_GENERATOR else ():
         if stage == "train":
-            print(json.dumps(module.run(params, name, resume=not args.no_resume)))
+            _say(module.run(params, name, resume=not args.no_resume))
         elif stage == "sample":
-            print(json.dumps(module.run(params, name, checkpoint=args.checkpoint)))
+            _say(module.run(params, name, checkpoint=args.checkpoint))
         else:
-            print(json.dumps(module.run(params, name)))
+            _say(module.run(params, name))
+
+
+def _say(summary: dict) -> None:
+    """Print a stage's summary (once: under torchrun only rank 0 speaks)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps(summary))
 
 
 EXIT_CODES = ((RepoBusy, 75), (GateFailed, 3), (SynthdataError, 2))  # 75: EX_TEMPFAIL, worth retrying

@@ -14,13 +14,10 @@ row groups, so memory does not grow with the number of images.
 from __future__ import annotations
 
 import collections
-import ctypes
 import hashlib
 import json
 import multiprocessing
 import os
-import signal
-import sys
 import warnings
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +33,7 @@ from torchvision.io import decode_png
 
 from synthdata import pngio
 from synthdata.errors import SynthdataError
+from synthdata.procs import die_with_parent
 
 # torchvision 0.29 marks its libpng decoder deprecated in favour of TorchCodec; it still works.
 warnings.filterwarnings(
@@ -72,19 +70,8 @@ _PRODUCER: Callable[[int, int], np.ndarray] | None = None
 
 
 def _init_worker(parent: int) -> None:
-    _die_with_parent(parent)
+    die_with_parent(parent)
     torch.set_num_threads(1)  # one process per core; torch's own threads would only contend
-
-
-def _die_with_parent(parent: int) -> None:
-    """Have the kernel kill this worker when the stage process ends, however it ends (a ``kill -9`` gives the
-    pool no chance to stop its workers, which would go on writing): Linux's PR_SET_PDEATHSIG."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # 1 = PR_SET_PDEATHSIG
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
 
 
 def _write_batch(root: str, names: list[str], images: np.ndarray | tuple[int, int], level: int) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
@@ -80,7 +80,10 @@ class RuntimeParams(Section):
     """Where networks run, for every stage that runs them (synthdata/runtime.py)."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = Field(0, ge=0, description="CPU threads; 0 uses every core")
+    threads: int = Field(0, ge=0, description="CPU threads; 0 uses every core (shared among nproc processes)")
+    nproc: Literal["auto"] | Annotated[int, Field(ge=1, le=1024)] = Field(
+        "auto", description="training processes (torchrun/DDP); auto: one per visible GPU, 1 without a GPU"
+    )
 
 
 class TrainCommon(Section):

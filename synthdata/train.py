@@ -5,13 +5,20 @@ EMA update); its hooks here write the loss table (``losses.csv``, plotted by DVC
 lives in ``<models>/<name>.partial`` until it finishes and then replaces ``<models>/<name>`` whole. Resume
 restores everything (weights, EMA weights, optimizer states, step, RNG state): the resumed run is bit-identical
 to an uninterrupted one on the CPU.
+
+With ``runtime.nproc`` above one the stage takes its locks and re-launches itself under torchrun (see
+:mod:`synthdata.distributed`); rank 0 writes the checkpoints, with every rank's RNG state, and a resume
+restores each rank's own. A run resumes only at the world size it was trained with.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -19,9 +26,11 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from synthdata import checkpoint, generators, locks
+from synthdata import checkpoint, distributed, generators, locks
 from synthdata.checkpoint import LOSSES
 from synthdata.dataset import load_dataset
+from synthdata.distributed import World
+from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, replace_dir, sha256_file, write_json
 from synthdata.params import Params, resolved
 from synthdata.runtime import setup_device
@@ -29,17 +38,39 @@ from synthdata.seeding import derive
 from synthdata.trainer import Every, LossTable, OnStep, Trainer
 
 
-def _resume_point(out: Path, partial: Path, expect: dict) -> Path | None:
-    """The folder to resume from: the partial run, else a finished shorter run with the same settings."""
+def _resume_point(out: Path, partial: Path, expect: dict, size: int) -> tuple[Path | None, dict]:
+    """The folder to resume from (the partial run, else a finished shorter run with the same settings and
+    world size) and its checkpoint's info."""
     for folder in (partial, out):
         if (folder / checkpoint.FILE).is_file():
             info, _ = checkpoint.read(folder)
             same = all(info.get(k) == v for k, v in expect.items() if k != "config_wo_steps")
             cfg, want = dict(info["config"]), dict(expect["config_wo_steps"])
             cfg.pop("steps", None)
-            if same and cfg == want:
-                return folder
-    return None
+            # an interrupted run at another world size is an error (_check_world); a finished one is not resumed
+            if same and cfg == want and (folder == partial or info.get("world_size", 1) == size):
+                return folder, info
+    return None, {}
+
+
+def _expect(params: Params, name: str) -> dict:
+    """What a checkpoint must match to be resumed."""
+    cfg = params.generator_config(name)
+    return {
+        "generator": name,
+        "seed": params.train.seed,
+        "data_sha256": sha256_file(Path(params.paths.prepared) / "train" / "metadata.parquet"),
+        "config_wo_steps": {k: v for k, v in cfg.model_dump(mode="json").items() if k != "steps"},
+    }
+
+
+def _check_world(source: Path | None, info: dict, size: int) -> None:
+    trained = info.get("world_size", 1)
+    if source is not None and trained != size:
+        raise SynthdataError(
+            f"{source}: this interrupted run was trained by {trained} process(es) and cannot resume on {size}; "
+            f"set runtime.nproc: {trained}, or start over ('synthdata train --no-resume', or delete {source})"
+        )
 
 
 def run(
@@ -50,44 +81,71 @@ def run(
     on_step: Callable[[int], None] | None = None,
 ) -> dict:
     writes = [Path(params.paths.models) / name, checkpoint.loss_plots(params.paths.models, name)]
-    with locks.hold(writes=writes, reads=[params.paths.prepared]):
+    nproc = distributed.resolve_nproc(params.runtime, setup_device(params.runtime))
+    # one process takes the locks: this one, or (under torchrun) the stage that launched it, else rank 0
+    owner = not distributed.launched() or (not distributed.launched_by_stage() and os.environ["RANK"] == "0")
+    with locks.hold(writes=writes, reads=[params.paths.prepared]) if owner else contextlib.nullcontext():
+        if nproc > 1 and not distributed.launched():
+            return _launch(params, name, resume, nproc)
         return _run(params, name, resume, progress, on_step)
+
+
+def _launch(params: Params, name: str, resume: bool, nproc: int) -> dict:
+    """Train on ``nproc`` processes of this machine (torchrun); the checks that can fail on a user's input
+    run here first, so that they stop with one line instead of one per process."""
+    cfg, out = params.generator_config(name), Path(params.paths.models) / name
+    distributed.per_rank_batch(cfg.batch_size, nproc, f"train.{name}.batch_size")
+    if resume:
+        _check_world(*_resume_point(out, out.with_name(f"{name}.partial"), _expect(params, name), nproc), nproc)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # the stale-sibling pattern of the model folder: a killed launcher's file is removed by the next run
+    with tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=f".{name}.tmp-params-", suffix=".json") as f:
+        json.dump(resolved(params), f)  # JSON is YAML: the processes read it as their params file
+        f.flush()
+        argv = ["train", "--params", f.name, "--generator", name] + ([] if resume else ["--no-resume"])
+        distributed.launch(nproc, argv, params.runtime.threads or os.cpu_count() or 1)
+    summary = json.loads((out / "summary.json").read_text())
+    return {**summary, "nproc": nproc}
 
 
 def _run(params: Params, name: str, resume: bool, progress: bool | None, on_step: Callable[[int], None] | None) -> dict:
     cfg, common = params.generator_config(name), params.train
-    train_dir = Path(params.paths.prepared) / "train"
-    data = load_dataset(train_dir)
-    device = setup_device(params.runtime)
+    data = load_dataset(Path(params.paths.prepared) / "train")
+    world, device = distributed.start(setup_device(params.runtime), params.runtime.threads)
     model = _build(name, cfg, data, common.seed, device)
     optimizers = model.make_optimizers()
     out = Path(params.paths.models) / name
     partial = out.with_name(f"{name}.partial")
-    meta = {
-        "seed": common.seed,
-        "class_names": data.class_names,
-        "data_sha256": sha256_file(train_dir / "metadata.parquet"),
-    }
-    start, rows = _restore(name, model, optimizers, out, partial, meta, cfg, resume)
+    meta = {"seed": common.seed, "class_names": data.class_names, "data_sha256": _expect(params, name)["data_sha256"]}
+    meta.update({"world_size": world.size} if world.distributed else {})
+    start, rows = _restore(params, name, model, optimizers, partial, world, resume)
 
     def save(step: int) -> None:
-        _save(partial, model, optimizers, step, meta, rows)
+        _save(partial, model, optimizers, step, meta, rows, world)
 
     hooks = [LossTable(rows, common.log_every, cfg.steps), Every(common.checkpoint_every, cfg.steps, save)]
     hooks += [OnStep(on_step)] if on_step is not None else []
     images, labels, cuda = data.images.to(device), data.labels.to(device), device.type == "cuda"
-    trainer = Trainer(model, optimizers, images, labels, common.seed, name, hooks, cuda, str(partial))
+    trainer = Trainer(model, optimizers, images, labels, common.seed, name, hooks, cuda, str(partial), world)
     t0 = time.perf_counter()
     # Ctrl-C may land inside a step, so nothing is saved on interrupt: resume uses the last periodic
     # checkpoint, which always holds a consistent state.
-    trainer.fit(start, cfg.steps, _progress_bar(progress, start, cfg.steps, f"train {name}"))
+    trainer.fit(start, cfg.steps, _progress_bar(progress if world.main else False, start, cfg.steps, f"train {name}"))
     seconds = time.perf_counter() - t0
     save(cfg.steps)
-    trained, batch = cfg.steps - start, min(cfg.batch_size, len(data.labels))
+    summary = _summary(name, cfg, start, seconds, len(data.labels), device, world)
+    if world.main:
+        _finish(params, name, partial, out, rows, summary)
+    world.barrier()
+    distributed.stop(world)
+    return summary
+
+
+def _summary(name: str, cfg, start: int, seconds: float, n: int, device: torch.device, world: World) -> dict:
+    trained, batch = cfg.steps - start, min(cfg.batch_size, n)
     summary = {"generator": name, "steps": cfg.steps, "resumed_from": start, "seconds": round(seconds, 2)}
     summary["images_per_s"] = round(trained * batch / seconds, 1) if trained else None
-    summary["device"] = str(device)
-    _finish(params, name, partial, out, rows, summary)
+    summary["device"] = str(device) if not world.distributed else f"{device.type} x {world.size}"
     return summary
 
 
@@ -116,31 +174,31 @@ def _build(name: str, cfg, data, seed: int, device: torch.device) -> generators.
     return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
 
 
-def _restore(name: str, model, optimizers, out: Path, partial: Path, meta: dict, cfg, resume: bool):
+def _restore(params: Params, name: str, model, optimizers, partial: Path, world: World, resume: bool):
     """(start step, loss rows): from the run to resume (weights, optimizer and RNG states), else (0, []);
-    leaves ``partial`` ready for this run's checkpoints."""
-    expect = {
-        "generator": name,
-        "seed": meta["seed"],
-        "data_sha256": meta["data_sha256"],
-        "config_wo_steps": {k: v for k, v in cfg.model_dump(mode="json").items() if k != "steps"},
-    }
+    leaves ``partial`` ready for this run's checkpoints (rank 0 prepares it; every rank reads)."""
+    out, cfg = Path(params.paths.models) / name, params.generator_config(name)
     start, rows = 0, []
-    source = _resume_point(out, partial, expect) if resume else None
+    source, info = _resume_point(out, partial, _expect(params, name), world.size) if resume else (None, {})
+    _check_world(source, info, world.size)
     if source is not None:
         info, state = checkpoint.read(source)
         model.load_state_dict(state["model"])
         for key, opt in optimizers.items():
             opt.load_state_dict(state["optimizers"][key])
-        torch.set_rng_state(state["rng"]["torch"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch_ranks"][world.rank] if world.distributed else rng["torch"])
         start = min(info["step"], cfg.steps)
         with open(source / LOSSES, newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start]
-        print(f"train {name}: resuming from {source} at step {start}")
-    if source != partial:
-        shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True, exist_ok=True)
-    locks.remove_stale(partial / checkpoint.FILE)  # a half-written checkpoint of a killed run
+        if world.main:
+            print(f"train {name}: resuming from {source} at step {start}")
+    world.barrier()  # every rank has read the checkpoint before rank 0 touches the partial folder
+    if world.main:
+        if source != partial:
+            shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True, exist_ok=True)
+        locks.remove_stale(partial / checkpoint.FILE)  # a half-written checkpoint of a killed run
     return start, rows
 
 
@@ -155,7 +213,11 @@ def _write_loss_plots(folder: Path, rows: list[dict]) -> None:
                 writer.writerows([r["step"], r[key]] for r in rows if key in r)
 
 
-def _save(folder: Path, model, optimizers, step: int, meta: dict, rows: list[dict]) -> None:
+def _save(folder: Path, model, optimizers, step: int, meta: dict, rows: list[dict], world: World) -> None:
+    """Rank 0 writes the loss table and the checkpoint, with every rank's RNG state (collective)."""
+    states = world.gather(torch.get_rng_state())
+    if not world.main:
+        return
     fields = ["step"] + sorted({k for r in rows for k in r} - {"step"})
     tmp = folder / f".{LOSSES}.tmp"
     with open(tmp, "w", newline="") as f:
@@ -163,4 +225,5 @@ def _save(folder: Path, model, optimizers, step: int, meta: dict, rows: list[dic
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, folder / LOSSES)
-    checkpoint.save(folder, model, optimizers, step, meta)
+    rng = {"torch": states[0], "torch_ranks": states} if world.distributed else None
+    checkpoint.save(folder, model, optimizers, step, meta, rng)

@@ -2,7 +2,12 @@
 the EMA update, then hooks. Hooks do everything else a run needs — the loss table, periodic checkpoints,
 progress, and (later) evaluation on the real val split — so that a distributed or selecting trainer adds a
 hook instead of editing the loop. The loop is a pure function of (model, data, seed): a run resumed at step
-``s`` with the RNG and optimizer states of step ``s`` continues bit for bit."""
+``s`` with the RNG and optimizer states of step ``s`` continues bit for bit.
+
+Distributed (``world`` of several ranks, see :mod:`synthdata.distributed`): each step's global batch is the
+same as on one process and rank ``r`` trains on its ``r``-th contiguous slice, with its own noise stream; the
+networks are called through their DDP wrappers; hooks see the mean of the losses over ranks, so every rank
+logs, checks and stops alike."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from synthdata.distributed import World, per_rank_batch, wrap
 from synthdata.errors import SynthdataError
 from synthdata.generators import Generator
 from synthdata.runtime import BatchSampler
@@ -40,20 +46,25 @@ class Trainer:
     channels_last: bool = False
     run_dir: str = "the run folder"  # where the last checkpoint lives (for the non-finite-loss message)
 
+    world: World = field(default_factory=World)
+
     def fit(self, start: int, steps: int, progress: Callable | None = None) -> None:
         """Steps ``start + 1 .. steps`` (1-based, as logged and checkpointed)."""
-        device = self.images.device
+        device, world = self.images.device, self.world
         batches = BatchSampler(len(self.labels), self.model.config.batch_size, self.seed)
+        part = per_rank_batch(batches.batch, world.size, f"train.{self.name}.batch_size")
+        nets = wrap(self.model.networks(), world)
         self.model.train()
         for step in (progress or (lambda r: r))(range(start, steps)):
-            idx = batches(step).to(device)
+            idx = batches(step)[world.rank * part : (world.rank + 1) * part].to(device)
             real = self.model.real_batch(self.images[idx])
             if self.channels_last:
                 real = real.contiguous(memory_format=torch.channels_last)
-            rng = torch.Generator(device=device).manual_seed(derive(self.seed, self.name, step))
-            losses = self.model.training_step(real, self.labels[idx], rng, self.optimizers)
+            stream = (self.seed, self.name, step) + (("rank", world.rank) if world.distributed else ())
+            rng = torch.Generator(device=device).manual_seed(derive(*stream))
+            losses = self.model.training_step(real, self.labels[idx], rng, self.optimizers, nets)
             done = step + 1
-            losses = {k: float(v) for k, v in losses.items()}
+            losses = world.mean({k: float(v) for k, v in losses.items()})
             self._check_finite(losses, done)
             self.model.update_ema(step)
             for hook in self.hooks:

@@ -16,8 +16,9 @@ however a call is batched (on the same device and library versions).
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
-from typing import ClassVar, Sequence
+from typing import ClassVar, Iterator, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -99,8 +100,24 @@ class Generator(nn.Module, abc.ABC):
         labels: torch.Tensor,
         rng: torch.Generator,
         optimizers: dict[str, torch.optim.Optimizer],
+        nets: dict[str, nn.Module] | None = None,
     ) -> dict[str, float]:
-        """One optimisation step on a batch of real images made by :meth:`real_batch`."""
+        """One optimisation step on a batch of real images made by :meth:`real_batch`. Call the trained
+        networks through ``nets`` (default :meth:`networks`): distributed training passes them wrapped, and a
+        network used but not trained in a pass runs inside :meth:`frozen`."""
+
+    @staticmethod
+    @contextlib.contextmanager
+    def frozen(net: nn.Module) -> Iterator[nn.Module]:
+        """``net`` used but not trained: no gradients for its weights and, when it is wrapped for distributed
+        training, no gradient synchronisation (DDP's ``no_sync``; its weights get no gradients to reduce)."""
+        module = getattr(net, "module", net)
+        module.requires_grad_(False)
+        try:
+            with net.no_sync() if hasattr(net, "no_sync") else contextlib.nullcontext():
+                yield net
+        finally:
+            module.requires_grad_(True)
 
     def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(ema copy, trained module) pairs that :meth:`update_ema` averages."""

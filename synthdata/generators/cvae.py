@@ -22,6 +22,23 @@ class CVAEConfig(LatentConfig):
     beta_kl: float = Field(1.0, ge=0, description="weight of the KL term (beta-VAE)")
 
 
+class Autoencoder(nn.Module):
+    """The trained networks as one module whose forward is the training pass (what DDP wraps): the
+    label-conditioned encoder and posterior, the reparameterised draw, and the decoder's pixel logits."""
+
+    def __init__(self, encoder: nn.Module, to_posterior: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.encoder, self.to_posterior, self.decoder = encoder, to_posterior, decoder
+
+    def forward(self, real, onehot, labels, rng):
+        cond = onehot.expand(-1, -1, real.shape[2], real.shape[3])
+        h = self.encoder(torch.cat([real, cond], dim=1)).flatten(1)
+        mu, logvar = self.to_posterior(h).chunk(2, dim=1)
+        logvar = logvar.clamp(-10.0, 10.0)
+        eps = torch.randn(mu.shape, generator=rng, device=mu.device)
+        return self.decoder(mu + eps * torch.exp(0.5 * logvar), labels), mu, logvar
+
+
 @register
 class CVAE(LatentGenerator):
     name = "cvae"
@@ -43,22 +60,16 @@ class CVAE(LatentGenerator):
         return [(self.decoder_ema, self.decoder)]
 
     def networks(self):
-        return {
-            "vae": nn.ModuleDict({"encoder": self.encoder, "to_posterior": self.to_posterior, "decoder": self.decoder})
-        }
+        # made on each call and never an attribute, so the checkpoint keys stay encoder.*, decoder.*, ...
+        return {"vae": Autoencoder(self.encoder, self.to_posterior, self.decoder)}
 
     def make_optimizers(self):
         params = [p for n, p in self.named_parameters() if not n.startswith("decoder_ema.")]
         return {"vae": torch.optim.Adam(params, lr=self.config.lr)}
 
-    def training_step(self, real, labels, rng, optimizers):
+    def training_step(self, real, labels, rng, optimizers, nets=None):
         onehot = F.one_hot(labels, self.num_classes).to(real.dtype)[:, :, None, None]
-        cond = onehot.expand(-1, -1, real.shape[2], real.shape[3])
-        h = self.encoder(torch.cat([real, cond], dim=1)).flatten(1)
-        mu, logvar = self.to_posterior(h).chunk(2, dim=1)
-        logvar = logvar.clamp(-10.0, 10.0)
-        eps = torch.randn(mu.shape, generator=rng, device=mu.device)
-        logits = self.decoder(mu + eps * torch.exp(0.5 * logvar), labels)
+        logits, mu, logvar = (nets or self.networks())["vae"](real, onehot, labels, rng)
         target = (real + 1.0) * 0.5
         recon = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=(1, 2, 3)).mean()
         kl = gaussian_kl(mu, logvar)

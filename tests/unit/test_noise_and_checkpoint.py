@@ -105,8 +105,8 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_finished_model(tmp_path,
 
     step_of = CVAE.training_step
 
-    def poisoned(self, real, labels, rng, optimizers):
-        losses = step_of(self, real, labels, rng, optimizers)
+    def poisoned(self, real, labels, rng, optimizers, nets=None):
+        losses = step_of(self, real, labels, rng, optimizers, nets)
         poisoned.calls += 1
         return {**losses, "kl": losses["kl"] * math.inf} if poisoned.calls == 2 else losses
 

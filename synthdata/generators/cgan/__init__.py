@@ -113,26 +113,24 @@ class CGAN(LatentGenerator):
             "D": torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2)),
         }
 
-    def discriminate(self, x, labels, rng):
-        return self.D(diffaugment.augment(x, self.policy, rng) if self.policy else x, labels)
+    def discriminate(self, D, x, labels, rng):
+        return D(diffaugment.augment(x, self.policy, rng) if self.policy else x, labels)
 
-    def training_step(self, real, labels, rng, optimizers):
+    def training_step(self, real, labels, rng, optimizers, nets=None):
+        G, D = (nets or self.networks())["G"], (nets or self.networks())["D"]
         n, dim = real.shape[0], self.config.latent_dim
         for _ in range(self.config.d_steps):
             with torch.no_grad():
                 z = torch.randn(n, dim, generator=rng, device=real.device)
-                fake = torch.tanh(self.G(z, labels))
-            d_real, d_fake = self.discriminate(real, labels, rng), self.discriminate(fake, labels, rng)
+                fake = torch.tanh(G(z, labels))
+            d_real, d_fake = self.discriminate(D, real, labels, rng), self.discriminate(D, fake, labels, rng)
             loss_d = hinge_discriminator(d_real, d_fake)
             optimizers["D"].zero_grad(set_to_none=True)
             loss_d.backward()
             optimizers["D"].step()
         z = torch.randn(n, dim, generator=rng, device=real.device)
-        self.D.requires_grad_(False)  # the G step needs gradients through D, not of D's weights
-        try:
-            loss_g = hinge_generator(self.discriminate(torch.tanh(self.G(z, labels)), labels, rng))
-        finally:
-            self.D.requires_grad_(True)
+        with self.frozen(D):  # the G step needs gradients through D, not of D's weights
+            loss_g = hinge_generator(self.discriminate(D, torch.tanh(G(z, labels)), labels, rng))
         optimizers["G"].zero_grad(set_to_none=True)
         loss_g.backward()
         optimizers["G"].step()
