@@ -1,5 +1,6 @@
 """Training on two CPU processes (torchrun, gloo, one thread each): gradients, agreement, resume, bad input."""
 
+import json
 import os
 import signal
 import subprocess
@@ -158,3 +159,24 @@ def test_resuming_an_interrupted_run_at_another_world_size_is_one_line(tmp_path)
     done = _train(params, "--no-resume")  # starting over at the new size works
     assert done.returncode == 0, done.stderr[-2000:]
     assert "world_size" not in checkpoint.read(tmp_path / "data/models/cgan")[0]
+
+
+def test_a_two_process_generator_passes_the_gate_on_the_digits(tmp_path):
+    """The cVAE trained by two processes (the default profile's steps and global batch) on the embedded
+    digits, sampled and scored with the real pipeline, passes the default gate."""
+    cvae = {"steps": 4000, "batch_size": 64, "latent_dim": 16, "width": 32, "lr": 0.001, "beta_kl": 0.5}
+    params = write_params(
+        tmp_path,
+        generators=["cvae"],
+        runtime=TWO,
+        train={"seed": 0, "checkpoint_every": 1000, "log_every": 100, "cvae": {**cvae, "ema_start": 300}},
+        sample={"per_class": 200},
+        gate={"max_fid_ratio": 8.0, "min_acc_ratio": 0.9},
+        evaluate={"kid_subsets": 5, "classifier": {}},  # the default classifier: the gate was set with its features
+    )
+    for stage in ("prepare", "reference", "train", "sample", "evaluate"):
+        done = run_cli(stage, "--params", str(params), cwd=tmp_path)
+        assert done.returncode == 0, f"{stage}: {done.stderr[-2000:]}"
+    assert checkpoint.read(tmp_path / "data/models/cvae")[0]["world_size"] == 2
+    gate = json.loads((tmp_path / "data/evaluation/cvae/gate.json").read_text())
+    assert gate["passed"], gate["checks"]
