@@ -118,7 +118,7 @@ def load_generator(
 ) -> generators.Generator:
     """Rebuild a trained generator from its checkpoint (sampling networks in eval mode).
 
-    The result carries ``class_names`` and ``checkpoint_sha256`` for provenance.
+    The result carries ``class_names``, ``checkpoint_sha256`` and ``checkpoint_path`` for provenance.
     """
     path = _path(location)
     info, state = read(path)
@@ -136,4 +136,5 @@ def load_generator(
         ) from None
     model.class_names = info.get("class_names") or [str(i) for i in range(model.num_classes)]
     model.checkpoint_sha256 = sha256_file(path)
+    model.checkpoint_path = str(path.resolve())
     return model.to(device).eval()

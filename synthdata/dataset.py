@@ -88,6 +88,40 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
 
 
+class MetadataWriter:
+    """``metadata.parquet`` written as tables arrive, in few large row groups (the Parquet footer holds
+    metadata per row group, kept in memory until close)."""
+
+    def __init__(self, root: Path):
+        self._parquet = pq.ParquetWriter(Path(root) / "metadata.parquet", METADATA_SCHEMA, compression="zstd")
+        self._rows: list[pa.Table] = []
+        self._buffered = 0
+
+    def write(self, table: pa.Table) -> None:
+        self._rows.append(table)
+        self._buffered += table.num_rows
+        if self._buffered >= ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._parquet.write_table(pa.concat_tables(self._rows), row_group_size=ROW_GROUP)
+        self._rows, self._buffered = [], 0
+
+    def close(self, flush: bool = True) -> None:
+        try:
+            if flush:
+                self._flush()
+        finally:
+            self._parquet.close()
+
+
+def finish_dataset(root: Path, class_names: list[str], card: str) -> None:
+    """The files beside the images and ``metadata.parquet``: ``classes.json`` and the dataset card."""
+    (Path(root) / "classes.json").write_text(json.dumps(list(class_names), indent=2) + "\n")
+    (Path(root) / "README.md").write_text(card)
+
+
 class DatasetWriter:
     """Write a labeled dataset into an (empty, temporary) folder; call :meth:`close` to finish it.
 
@@ -113,10 +147,8 @@ class DatasetWriter:
         _PRODUCER = producer
         self._pool = _pool(self.workers)
         self._pending: collections.deque[tuple[list[Future], pa.Table | None]] = collections.deque()
-        self._parquet = pq.ParquetWriter(self.root / "metadata.parquet", METADATA_SCHEMA, compression="zstd")
+        self._metadata = MetadataWriter(self.root)
         self.counts = collections.Counter()
-        self._rows: list[pa.Table] = []
-        self._buffered = 0
 
     def add(
         self,
@@ -186,28 +218,19 @@ class DatasetWriter:
             hashes = [h for f in futures for h in (f.result() or [])]
             if "pixel_sha256" not in table.column_names:
                 table = table.append_column("pixel_sha256", pa.array(hashes, pa.string()))
-            self._rows.append(table)
-            self._buffered += table.num_rows
-            if self._buffered >= ROW_GROUP:
-                self._flush_rows()
-
-    def _flush_rows(self) -> None:
-        # few large row groups: the Parquet footer holds metadata per row group, kept in memory until close
-        if self._rows:
-            self._parquet.write_table(pa.concat_tables(self._rows), row_group_size=ROW_GROUP)
-        self._rows, self._buffered = [], 0
+            self._metadata.write(table)
 
     def close(self, card: str) -> None:
         global _PRODUCER
+        drained = False
         try:
             self._drain(keep=0)
-            self._flush_rows()
+            drained = True
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
-            self._parquet.close()
+            self._metadata.close(flush=drained)
             _PRODUCER = None
-        (self.root / "classes.json").write_text(json.dumps(self.class_names, indent=2) + "\n")
-        (self.root / "README.md").write_text(card)
+        finish_dataset(self.root, self.class_names, card)
 
 
 @dataclass

@@ -81,6 +81,9 @@ class RuntimeParams(Section):
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0, description="CPU threads; 0 uses every core (shared among nproc processes)")
+    dask_address: str | None = Field(
+        None, description="Dask scheduler that samples the shards (or SYNTHDATA_DASK_ADDRESS); null: local processes"
+    )
     nproc: Literal["auto"] | Annotated[int, Field(ge=1, le=1024)] = Field(
         "auto", description="training processes (torchrun/DDP); auto: one per visible GPU, 1 without a GPU"
     )
@@ -107,7 +110,8 @@ class SampleParams(Section):
         default_factory=dict, description="per-class counts by class name; overrides per_class"
     )
     batch_size: int = Field(500, gt=0, le=65536)
-    workers: int = Field(0, ge=0, le=64, description="PNG writer processes; 0 = one per core")
+    workers: int = Field(0, ge=0, le=64, description="local sampling/PNG processes; 0 = one per core")
+    shard_size: int = Field(2500, gt=0, le=1_000_000, description="images per shard (the unit of work)")
 
     @field_validator("counts")
     @classmethod

@@ -22,12 +22,13 @@ from tqdm import tqdm
 
 from synthdata import locks
 from synthdata.checkpoint import load_generator
-from synthdata.dataset import DatasetWriter, dataset_card, read_metadata
+from synthdata.dataset import DatasetWriter, MetadataWriter, dataset_card, finish_dataset, read_metadata
 from synthdata.errors import SynthdataError
 from synthdata.filtering import CLASS_STRIDE, FilterClassifier, filtered_class
 from synthdata.fsutil import atomic_dir, check_free_space, existing_ancestor, write_json
 from synthdata.params import Params, SampleParams, resolved
 from synthdata.runtime import setup_device
+from synthdata.shards import Plan, ShardJob, dask_address, run_dask, run_local
 
 
 def plan_counts(params: SampleParams, class_names: list[str]) -> list[int]:
@@ -35,28 +36,6 @@ def plan_counts(params: SampleParams, class_names: list[str]) -> list[int]:
     if unknown:
         raise SynthdataError(f"sample.counts: unknown class {unknown[0]!r}; classes are {class_names}")
     return [params.counts.get(c, params.per_class) for c in class_names]
-
-
-class Plan:
-    """Labels and latent seeds of rows ``[lo, hi)``, made on demand: memory does not grow with the count.
-
-    Row i is of the class whose cumulative count first exceeds i, with latent seed ``seed + i``."""
-
-    def __init__(self, counts: list[int], seed: int):
-        self.bounds = np.cumsum(np.asarray(counts, dtype=np.int64))
-        self.total = int(self.bounds[-1]) if len(self.bounds) else 0
-        self.seed = seed
-
-    def labels(self, lo: int, hi: int) -> np.ndarray:
-        return np.searchsorted(self.bounds, np.arange(lo, hi, dtype=np.int64), side="right")
-
-    def seeds(self, lo: int, hi: int) -> np.ndarray:
-        return self.seed + np.arange(lo, hi, dtype=np.int64)
-
-
-def _produce(model, plan: Plan, lo: int, hi: int) -> np.ndarray:
-    labels, seeds = torch.from_numpy(plan.labels(lo, hi)), torch.from_numpy(plan.seeds(lo, hi))
-    return model.generate_from_seeds(labels, seeds).numpy()
 
 
 def check_space(params: Params, name: str, n: int, image_shape: tuple[int, ...], real_files: int) -> None:
@@ -132,26 +111,63 @@ def _write_synthetic(
     device: torch.device,
     progress: bool | None,
 ) -> None:
-    """The synthetic dataset, streamed batch by batch, with its card (``provenance`` gains the filter's line)."""
-    clf = FilterClassifier(params, model.class_names, device) if params.filter.enabled else None
-    # On the CPU the writer processes sample too (each with one thread, the model inherited by fork); on a
-    # GPU, or when the filter classifier filters, this process samples and the workers only encode and write.
-    producer = None if device.type == "cuda" or clf else functools.partial(_produce, model, plan)
-    writer = DatasetWriter(syn_dir, model.class_names, workers=params.sample.workers, producer=producer)
+    """The synthetic dataset, shard by shard or (filtered) class by class, with its card (``provenance``
+    gains the filter's line)."""
     disable = None if progress is None else not progress
     bar = tqdm(total=plan.total, desc=f"sample {name}", unit="img", mininterval=1.0, disable=disable)
+    card = functools.partial(_card, name, plan.total, model.class_names, provenance)
+    if not params.filter.enabled:
+        _write_sharded(syn_dir, _job(params, name, model, counts, device), params, bar)
+        finish_dataset(syn_dir, model.class_names, card(dict(zip(model.class_names, counts))))
+        bar.close()
+        return
+    clf = FilterClassifier(params, model.class_names, device)
+    writer = DatasetWriter(syn_dir, model.class_names, workers=params.sample.workers)
     try:
-        if clf is None:
-            _write_plain(writer, model, plan, producer, name, params.sample.batch_size, bar)
-        else:
-            provenance.append(_write_filtered(writer, model, clf, counts, params, name, syn_dir, bar))
+        provenance.append(_write_filtered(writer, model, clf, counts, params, name, syn_dir, bar))
         bar.close()
     finally:
-        summary = f"{plan.total} images sampled class by class from the `{name}` generator."
-        card = dataset_card(
-            f"Synthetic {name} dataset", summary, dict(writer.counts), model.class_names, provenance, LICENSE
-        )
-        writer.close(card)
+        writer.close(card(dict(writer.counts)))
+
+
+def _card(name: str, total: int, class_names: list[str], provenance: list[str], counts: dict[str, int]) -> str:
+    summary = f"{total} images sampled class by class from the `{name}` generator."
+    return dataset_card(f"Synthetic {name} dataset", summary, counts, class_names, provenance, LICENSE)
+
+
+def _job(params: Params, name: str, model, counts: list[int], device: torch.device) -> ShardJob:
+    return ShardJob(
+        checkpoint=model.checkpoint_path,
+        checkpoint_sha256=model.checkpoint_sha256,
+        name=name,
+        class_names=tuple(model.class_names),
+        counts=tuple(counts),
+        seed=params.sample.seed,
+        shard_size=params.sample.shard_size,
+        device=params.runtime.device if dask_address(params.runtime) else str(device),
+    )
+
+
+def _write_sharded(syn_dir: Path, job: ShardJob, params: Params, bar) -> None:
+    """Every shard's PNGs, each written once; metadata in shard order (a reorder buffer holds early ones)."""
+    for cls in job.class_names:
+        (syn_dir / cls).mkdir(parents=True, exist_ok=True)
+    address = dask_address(params.runtime)
+    shards = run_dask(job, address) if address else run_local(job, params.sample.workers or os.cpu_count() or 1)
+    metadata, waiting, expect = MetadataWriter(syn_dir), {}, 0
+    try:
+        for shard in shards:
+            for file_name, data in shard.files:
+                (syn_dir / file_name).write_bytes(data)
+            waiting[shard.index] = shard.metadata
+            while expect in waiting:
+                metadata.write(waiting.pop(expect))
+                expect += 1
+            bar.update(shard.metadata.num_rows)
+    finally:
+        metadata.close(flush=expect == job.shards)
+    if expect != job.shards:
+        raise SynthdataError(f"sample {job.name}: {job.shards - expect} shard(s) never came back; run it again")
 
 
 def _provenance(params: Params, name: str, sha: str, total: int) -> list[str]:
@@ -169,21 +185,6 @@ LICENSE = "Synthetic images made by a generator trained on the real data: same l
 
 def _meta(name: str, model) -> dict:
     return dict(split="train", source="synthetic", generator=name, checkpoint_sha256=model.checkpoint_sha256)
-
-
-def _write_plain(writer: DatasetWriter, model, plan: Plan, producer, name: str, batch: int, bar) -> None:
-    """Every row of the plan, in order: the writer processes generate them (``producer``), or this one does."""
-    for lo in range(0, plan.total, batch):
-        hi = min(lo + batch, plan.total)
-        images = (lo, hi) if producer else _produce(model, plan, lo, hi)
-        writer.add(
-            images,
-            plan.labels(lo, hi),
-            [f"{name}-{i:07d}" for i in range(lo, hi)],
-            seeds=plan.seeds(lo, hi),
-            **_meta(name, model),
-        )
-        bar.update(hi - lo)
 
 
 def _write_filtered(

@@ -1,0 +1,167 @@
+"""Sharded sampling: shard ``k`` of a synthetic dataset is a pure function of (checkpoint, plan, k).
+
+Row ``i`` of the plan has its class and latent seed from ``i`` alone (:class:`Plan`), shard ``k`` holds rows
+``[k * shard_size, (k + 1) * shard_size)``, and a worker returns the shard's encoded PNGs and metadata rows
+instead of writing them. The stage process writes each shard once, in place, and the metadata in shard order,
+so the dataset is byte-identical whatever the number of workers and wherever they ran, and a shard computed
+twice (Dask re-runs the tasks of a worker that died, prefect #15442) duplicates nothing.
+
+Executors: local processes (``sample.workers``, forked, one thread each) by default, or a Dask cluster when
+``runtime.dask_address`` (or ``SYNTHDATA_DASK_ADDRESS``) names a scheduler; its workers need this package and
+read access to the checkpoint file, nothing else (they send the bytes back).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from synthdata import pngio
+from synthdata.dataset import METADATA_SCHEMA
+from synthdata.errors import SynthdataError
+from synthdata.procs import die_with_parent
+
+DASK_ADDRESS_ENV = "SYNTHDATA_DASK_ADDRESS"
+
+
+class Plan:
+    """Labels and latent seeds of rows ``[lo, hi)``, made on demand: memory does not grow with the count.
+
+    Row i is of the class whose cumulative count first exceeds i, with latent seed ``seed + i``."""
+
+    def __init__(self, counts: list[int], seed: int):
+        self.bounds = np.cumsum(np.asarray(counts, dtype=np.int64))
+        self.total = int(self.bounds[-1]) if len(self.bounds) else 0
+        self.seed = seed
+
+    def labels(self, lo: int, hi: int) -> np.ndarray:
+        return np.searchsorted(self.bounds, np.arange(lo, hi, dtype=np.int64), side="right")
+
+    def seeds(self, lo: int, hi: int) -> np.ndarray:
+        return self.seed + np.arange(lo, hi, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """Everything a worker needs to make any shard (small and picklable: it travels to Dask workers)."""
+
+    checkpoint: str  # the checkpoint file, readable by every worker
+    checkpoint_sha256: str
+    name: str  # generator name: file ids are <name>-<row:07d>
+    class_names: tuple[str, ...]
+    counts: tuple[int, ...]
+    seed: int
+    shard_size: int
+    device: str = "cpu"  # a Dask worker uses its own runtime.device choice ("auto": its GPU when it has one)
+    level: int = 1  # PNG compression level
+
+    @property
+    def total(self) -> int:
+        return int(sum(self.counts))
+
+    @property
+    def shards(self) -> int:
+        return -(-self.total // self.shard_size)
+
+    def rows(self, k: int) -> tuple[int, int]:
+        return k * self.shard_size, min((k + 1) * self.shard_size, self.total)
+
+
+@dataclass
+class Shard:
+    index: int
+    files: list[tuple[str, bytes]]  # (file name relative to the dataset root, PNG bytes)
+    metadata: pa.Table  # METADATA_SCHEMA rows, in row order
+
+
+@functools.lru_cache(maxsize=2)
+def _model(checkpoint: str, sha256: str, device: str):
+    from synthdata.checkpoint import load_generator
+    from synthdata.runtime import pick_device
+
+    model = load_generator(checkpoint, device=pick_device(device))
+    if model.checkpoint_sha256 != sha256:
+        raise SynthdataError(f"{checkpoint}: changed while sampling (sha256 {model.checkpoint_sha256[:12]}...)")
+    return model
+
+
+def make_shard(job: ShardJob, k: int) -> Shard:
+    """Shard ``k``: its images made, encoded and described (a pure function of ``job`` and ``k``)."""
+    lo, hi = job.rows(k)
+    plan = Plan(list(job.counts), job.seed)
+    labels, seeds = plan.labels(lo, hi), plan.seeds(lo, hi)
+    model = _model(job.checkpoint, job.checkpoint_sha256, job.device)
+    images = model.generate_from_seeds(torch.from_numpy(labels), torch.from_numpy(seeds)).numpy()
+    names = [f"{job.class_names[y]}/{job.name}-{i:07d}.png" for y, i in zip(labels, range(lo, hi))]
+    n = hi - lo
+    table = pa.table(
+        {
+            "file_name": names,
+            "label": [job.class_names[y] for y in labels],
+            "label_id": labels.astype(np.int64),
+            "split": ["train"] * n,
+            "source": ["synthetic"] * n,
+            "generator": [job.name] * n,
+            "checkpoint_sha256": [job.checkpoint_sha256] * n,
+            "seed": seeds,
+            "origin": pa.nulls(n, pa.string()),
+            "pixel_sha256": [hashlib.sha256(a.tobytes()).hexdigest() for a in images],
+        },
+        schema=METADATA_SCHEMA,
+    )
+    return Shard(k, [(f, pngio.encode_png(a, job.level)) for f, a in zip(names, images)], table)
+
+
+def dask_address(runtime) -> str | None:
+    return os.environ.get(DASK_ADDRESS_ENV) or getattr(runtime, "dask_address", None) or None
+
+
+def _init_local(parent: int) -> None:
+    die_with_parent(parent)
+    torch.set_num_threads(1)  # one process per core
+
+
+def run_local(job: ShardJob, workers: int) -> Iterator[Shard]:
+    """Shards in index order from ``workers`` forked processes (a bounded number in flight); on a GPU the
+    stage process makes them itself (CUDA does not survive a fork)."""
+    if job.device.startswith("cuda") or workers == 1 or job.shards == 1:
+        yield from (make_shard(job, k) for k in range(job.shards))
+        return
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_local, initargs=(os.getpid(),)) as pool:
+        pending, submitted = {}, 0
+        for k in range(job.shards):
+            while submitted < job.shards and submitted < k + 2 * workers:
+                pending[submitted] = pool.submit(make_shard, job, submitted)
+                submitted += 1
+            yield pending.pop(k).result()
+
+
+def run_dask(job: ShardJob, address: str) -> Iterator[Shard]:
+    """Shards from a Dask cluster, in the order they finish (a shard that comes back twice is dropped)."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise SynthdataError("runtime.dask_address is set but the 'distributed' package is not installed") from None
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise SynthdataError(f"runtime.dask_address: no Dask scheduler at {address} ({exc}); start one or unset it")
+    with client:
+        futures = client.map(make_shard, [job] * job.shards, range(job.shards), pure=False, retries=3)
+        seen: set[int] = set()
+        for future in as_completed(futures):
+            shard = future.result()
+            if shard.index not in seen:
+                seen.add(shard.index)
+                yield shard
+            future.release()
