@@ -28,7 +28,7 @@ from synthdata.filtering import CLASS_STRIDE, FilterClassifier, filtered_class
 from synthdata.fsutil import atomic_dir, check_free_space, existing_ancestor, write_json
 from synthdata.params import Params, SampleParams, resolved
 from synthdata.runtime import setup_device
-from synthdata.shards import Plan, ShardJob, dask_address, run_dask, run_local
+from synthdata.shards import Plan, ShardJob, dask_address, run_dask, run_local, sweep
 
 
 def plan_counts(params: SampleParams, class_names: list[str]) -> list[int]:
@@ -117,7 +117,7 @@ def _write_synthetic(
     bar = tqdm(total=plan.total, desc=f"sample {name}", unit="img", mininterval=1.0, disable=disable)
     card = functools.partial(_card, name, plan.total, model.class_names, provenance)
     if not params.filter.enabled:
-        _write_sharded(syn_dir, _job(params, name, model, counts, device), params, bar)
+        _write_sharded(syn_dir, _job(params, name, model, counts, device, syn_dir), params, bar)
         finish_dataset(syn_dir, model.class_names, card(dict(zip(model.class_names, counts))))
         bar.close()
         return
@@ -135,9 +135,10 @@ def _card(name: str, total: int, class_names: list[str], provenance: list[str], 
     return dataset_card(f"Synthetic {name} dataset", summary, counts, class_names, provenance, LICENSE)
 
 
-def _job(params: Params, name: str, model, counts: list[int], device: torch.device) -> ShardJob:
+def _job(params: Params, name: str, model, counts: list[int], device: torch.device, root: Path) -> ShardJob:
     return ShardJob(
         checkpoint=model.checkpoint_path,
+        root=str(root.resolve()),
         checkpoint_sha256=model.checkpoint_sha256,
         name=name,
         class_names=tuple(model.class_names),
@@ -149,7 +150,8 @@ def _job(params: Params, name: str, model, counts: list[int], device: torch.devi
 
 
 def _write_sharded(syn_dir: Path, job: ShardJob, params: Params, bar) -> None:
-    """Every shard's PNGs, each written once; metadata in shard order (a reorder buffer holds early ones)."""
+    """Every shard (its PNGs written by the worker that made it); metadata in shard order (a reorder buffer
+    holds the shards that came back early)."""
     for cls in job.class_names:
         (syn_dir / cls).mkdir(parents=True, exist_ok=True)
     address = dask_address(params.runtime)
@@ -157,8 +159,6 @@ def _write_sharded(syn_dir: Path, job: ShardJob, params: Params, bar) -> None:
     metadata, waiting, expect = MetadataWriter(syn_dir), {}, 0
     try:
         for shard in shards:
-            for file_name, data in shard.files:
-                (syn_dir / file_name).write_bytes(data)
             waiting[shard.index] = shard.metadata
             while expect in waiting:
                 metadata.write(waiting.pop(expect))
@@ -168,6 +168,7 @@ def _write_sharded(syn_dir: Path, job: ShardJob, params: Params, bar) -> None:
         metadata.close(flush=expect == job.shards)
     if expect != job.shards:
         raise SynthdataError(f"sample {job.name}: {job.shards - expect} shard(s) never came back; run it again")
+    sweep(syn_dir, job.class_names)  # files a killed worker left half-written (their shards were made again)
 
 
 def _provenance(params: Params, name: str, sha: str, total: int) -> list[str]:

@@ -1,24 +1,28 @@
 """Sharded sampling: shard ``k`` of a synthetic dataset is a pure function of (checkpoint, plan, k).
 
 Row ``i`` of the plan has its class and latent seed from ``i`` alone (:class:`Plan`), shard ``k`` holds rows
-``[k * shard_size, (k + 1) * shard_size)``, and a worker returns the shard's encoded PNGs and metadata rows
-instead of writing them. The stage process writes each shard once, in place, and the metadata in shard order,
-so the dataset is byte-identical whatever the number of workers and wherever they ran, and a shard computed
-twice (Dask re-runs the tasks of a worker that died, prefect #15442) duplicates nothing.
+``[k * shard_size, (k + 1) * shard_size)``. A worker writes the shard's files under names that follow from the
+row index (each file atomically: a temporary name, then a rename) and returns its metadata rows; the stage process
+writes the metadata in shard order. So the dataset is byte-identical whatever the number of workers and wherever
+they ran, and a shard made twice (Dask re-runs the tasks of a worker that died, prefect #15442) rewrites the same
+bytes under the same names: it duplicates nothing. :func:`sweep` removes what a killed worker left half-written.
 
 Executors: local processes (``sample.workers``, forked, one thread each) by default, or a Dask cluster when
-``runtime.dask_address`` (or ``SYNTHDATA_DASK_ADDRESS``) names a scheduler; its workers need this package and
-read access to the checkpoint file, nothing else (they send the bytes back).
+``runtime.dask_address`` (or ``SYNTHDATA_DASK_ADDRESS``) names a scheduler; its workers need this package, read
+access to the checkpoint and write access to the dataset's temporary folder (shared storage).
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -55,6 +59,7 @@ class ShardJob:
     """Everything a worker needs to make any shard (small and picklable: it travels to Dask workers)."""
 
     checkpoint: str  # the checkpoint file, readable by every worker
+    root: str  # the dataset's temporary folder, writable by every worker
     checkpoint_sha256: str
     name: str  # generator name: file ids are <name>-<row:07d>
     class_names: tuple[str, ...]
@@ -79,8 +84,26 @@ class ShardJob:
 @dataclass
 class Shard:
     index: int
-    files: list[tuple[str, bytes]]  # (file name relative to the dataset root, PNG bytes)
-    metadata: pa.Table  # METADATA_SCHEMA rows, in row order
+    metadata: pa.Table  # METADATA_SCHEMA rows, in row order; the files are written
+
+
+TMP_TAG = ".tmp-"  # a file being written: .<name>.tmp-<pid>
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    head, tail = os.path.split(path)
+    tmp = os.path.join(head, f".{tail}{TMP_TAG}{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def sweep(root: str | os.PathLike, class_names) -> int:
+    """Remove the temporary files a killed worker left in the class folders; how many there were."""
+    stale = [p for c in class_names for p in Path(root, c).glob(f".*{TMP_TAG}*")]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
 
 
 @functools.lru_cache(maxsize=2)
@@ -94,18 +117,17 @@ def _model(checkpoint: str, sha256: str, device: str):
     return model
 
 
-def make_shard(job: ShardJob, k: int) -> Shard:
-    """Shard ``k``: its images made, encoded and described (a pure function of ``job`` and ``k``)."""
+def render_shard(job: ShardJob, k: int) -> tuple[pa.Table, list[bytes]]:
+    """Shard ``k`` in memory: its metadata rows and PNG bytes (a pure function of ``job`` and ``k``)."""
     lo, hi = job.rows(k)
     plan = Plan(list(job.counts), job.seed)
     labels, seeds = plan.labels(lo, hi), plan.seeds(lo, hi)
     model = _model(job.checkpoint, job.checkpoint_sha256, job.device)
     images = model.generate_from_seeds(torch.from_numpy(labels), torch.from_numpy(seeds)).numpy()
-    names = [f"{job.class_names[y]}/{job.name}-{i:07d}.png" for y, i in zip(labels, range(lo, hi))]
     n = hi - lo
     table = pa.table(
         {
-            "file_name": names,
+            "file_name": [f"{job.class_names[y]}/{job.name}-{i:07d}.png" for y, i in zip(labels, range(lo, hi))],
             "label": [job.class_names[y] for y in labels],
             "label_id": labels.astype(np.int64),
             "split": ["train"] * n,
@@ -118,7 +140,18 @@ def make_shard(job: ShardJob, k: int) -> Shard:
         },
         schema=METADATA_SCHEMA,
     )
-    return Shard(k, [(f, pngio.encode_png(a, job.level)) for f, a in zip(names, images)], table)
+    return table, [pngio.encode_png(a, job.level) for a in images]
+
+
+def make_shard(job: ShardJob, k: int) -> Shard:
+    """Shard ``k`` rendered and its files written under ``job.root`` (each atomically); its metadata."""
+    table, pngs = render_shard(job, k)
+    names = table.column("file_name").to_pylist()
+    for cls in {name.split("/", 1)[0] for name in names}:
+        os.makedirs(os.path.join(job.root, cls), exist_ok=True)
+    for name, data in zip(names, pngs):
+        write_atomic(os.path.join(job.root, name), data)
+    return Shard(k, table)
 
 
 def dask_address(runtime) -> str | None:
@@ -146,6 +179,18 @@ def run_local(job: ShardJob, workers: int) -> Iterator[Shard]:
             yield pending.pop(k).result()
 
 
+def tune_worker() -> None:
+    """Run on each Dask worker: one torch thread (parallelism comes from the worker's task threads), and glibc's
+    dynamic mmap threshold back: Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_``, which freezes that threshold at
+    128 KiB, so every activation tensor is a fresh mmap and sampling runs at half speed (measured:
+    benchmarks/bench_sampling.py)."""
+    torch.set_num_threads(1)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD: tensors below 64 MiB come from the reused heap
+        libc.mallopt(-1, 128 << 20)  # M_TRIM_THRESHOLD: give memory back above 128 MiB of free heap
+
+
 def run_dask(job: ShardJob, address: str) -> Iterator[Shard]:
     """Shards from a Dask cluster, in the order they finish (a shard that comes back twice is dropped)."""
     try:
@@ -157,6 +202,7 @@ def run_dask(job: ShardJob, address: str) -> Iterator[Shard]:
     except (OSError, TimeoutError) as exc:
         raise SynthdataError(f"runtime.dask_address: no Dask scheduler at {address} ({exc}); start one or unset it")
     with client:
+        client.run(tune_worker)
         futures = client.map(make_shard, [job] * job.shards, range(job.shards), pure=False, retries=3)
         seen: set[int] = set()
         for future in as_completed(futures):
