@@ -55,8 +55,8 @@ def test_diffaugment_changes_the_discriminator_inputs_only_when_set():
     plain.eval(), aug.eval()  # spectral norm's power iteration would move between calls in train mode
     x, y = _images(4, 8), torch.tensor([0, 1, 2, 0])
     rng = lambda: torch.Generator().manual_seed(3)  # noqa: E731
-    assert torch.equal(plain.discriminate(x, y, rng()), plain.D(x, y))
-    assert not torch.equal(aug.discriminate(x, y, rng()), aug.D(x, y))
+    assert torch.equal(plain.discriminate(plain.D, x, y, rng()), plain.D(x, y))
+    assert not torch.equal(aug.discriminate(aug.D, x, y, rng()), aug.D(x, y))
 
 
 def test_minibatch_std_sees_a_collapsed_group_and_only_that_group():
