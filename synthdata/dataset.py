@@ -1,6 +1,8 @@
 """The labeled dataset format, one for prepared real, synthetic and augmented data alike.
 
     <root>/<class_name>/<id>.png   an ImageFolder tree; class names sort in label order
+                                   (or, with sample.format: webdataset, <root>/train-000000.tar, ...:
+                                   see synthdata.tars; file_name is then <tar>/<id>.png)
     <root>/metadata.parquet        one row per image (METADATA_SCHEMA), file_name relative to <root>
     <root>/classes.json            class names in label order
     <root>/README.md               the dataset card
@@ -31,7 +33,7 @@ import pyarrow.parquet as pq
 import torch
 from torchvision.io import decode_png
 
-from synthdata import pngio
+from synthdata import pngio, tars
 from synthdata.errors import SynthdataError
 from synthdata.procs import die_with_parent
 
@@ -252,9 +254,27 @@ def read_metadata(root: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _decode(root: Path, names: Iterable[str]) -> list[torch.Tensor]:
+    """PNG files, or members of WebDataset tars (``<tar>/<key>.png``: each tar read once per call)."""
     from torchvision.io import read_file
 
-    return [decode_png(read_file(str(root / n))) for n in names]
+    opened: dict[str, dict[str, bytes]] = {}
+    out = []
+    for n in names:
+        inside = tars.split_name(n)
+        if inside is None:
+            out.append(decode_png(read_file(str(root / n))))
+            continue
+        tar, member = inside
+        if tar not in opened:
+            opened = {tar: tars.read_members(root / tar)}  # rows of one tar are contiguous: keep only the last
+        data = opened[tar][member]
+        out.append(decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8)))
+    return out
+
+
+def stored_files(metadata: pd.DataFrame) -> list[str]:
+    """The files a dataset's rows live in, relative to its root: each PNG, or each tar once (in row order)."""
+    return list(dict.fromkeys((tars.split_name(f) or (f,))[0] for f in metadata["file_name"]))
 
 
 def load_dataset(root: str | os.PathLike, workers: int = 0) -> LoadedDataset:
@@ -286,8 +306,35 @@ def check_disjoint(named: dict[str, LoadedDataset]) -> None:
                 )
 
 
+LOADING = {
+    "imagefolder": """```python
+import pandas as pd, torchvision, synthdata, datasets
+ds = torchvision.datasets.ImageFolder("<this folder>")    # PIL images, labels in classes.json order
+hf = datasets.load_dataset("imagefolder", data_dir="<this folder>", split="train")  # + every metadata column
+meta = pd.read_parquet("<this folder>/metadata.parquet")  # one row per image
+data = synthdata.load_dataset("<this folder>")            # uint8 tensors (N, C, H, W) and labels
+```""",
+    "webdataset": """WebDataset tar shards: per image `<key>.png`, `<key>.cls` (class id), `<key>.json` (metadata).
+
+```python
+import glob, pandas as pd, webdataset as wds, datasets, synthdata
+shards = sorted(glob.glob("<this folder>/*.tar"))
+ds = wds.WebDataset(shards, shardshuffle=False).decode("l8").to_tuple("png", "cls")  # "rgb8" for colour
+hf = datasets.load_dataset("webdataset", data_files={"train": shards}, split="train")
+meta = pd.read_parquet("<this folder>/metadata.parquet")  # one row per image; file_name is <tar>/<key>.png
+data = synthdata.load_dataset("<this folder>")            # uint8 tensors (N, C, H, W) and labels
+```""",
+}
+
+
 def dataset_card(
-    title: str, summary: str, counts: dict[str, int], class_names: list[str], provenance: list[str], license: str
+    title: str,
+    summary: str,
+    counts: dict[str, int],
+    class_names: list[str],
+    provenance: list[str],
+    license: str,
+    form: str = "imagefolder",
 ) -> str:
     rows = "\n".join(f"| {c} | {counts.get(c, 0)} |" for c in class_names)
     prov = "\n".join(f"- {p}" for p in provenance)
@@ -312,12 +359,7 @@ def dataset_card(
 
 ## Loading
 
-```python
-import pandas as pd, torchvision, synthdata
-ds = torchvision.datasets.ImageFolder("<this folder>")    # PIL images, labels in classes.json order
-meta = pd.read_parquet("<this folder>/metadata.parquet")  # one row per image
-data = synthdata.load_dataset("<this folder>")            # uint8 tensors (N, C, H, W) and labels
-```
+{LOADING[form]}
 
 Columns of `metadata.parquet`: {", ".join(f"`{f.name}`" for f in METADATA_SCHEMA)}.
 """

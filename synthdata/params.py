@@ -112,6 +112,9 @@ class SampleParams(Section):
     batch_size: int = Field(500, gt=0, le=65536)
     workers: int = Field(0, ge=0, le=64, description="local sampling/PNG processes; 0 = one per core")
     shard_size: int = Field(2500, gt=0, le=1_000_000, description="images per shard (the unit of work)")
+    format: Literal["imagefolder", "webdataset"] = Field(
+        "imagefolder", description="imagefolder: one PNG per image in class folders; webdataset: one tar per shard"
+    )
 
     @field_validator("counts")
     @classmethod
@@ -241,6 +244,11 @@ class Params(Section):
             raise ValueError(
                 f"publish.generator {self.publish.generator!r} is not in generators {self.generators}; "
                 "use 'auto' or one of them"
+            )
+        if self.filter.enabled and self.sample.format != "imagefolder":
+            raise ValueError(
+                "filter.enabled needs sample.format: imagefolder (filtered sampling draws class by class, not by "
+                "shard); turn one of them off"
             )
         return self
 

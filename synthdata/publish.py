@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from synthdata import locks
-from synthdata.dataset import dataset_card, read_metadata
+from synthdata.dataset import dataset_card, read_metadata, stored_files
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, link_tree, sha256_file, write_json
 from synthdata.manifest import DATASET, MANIFEST, candidates
@@ -78,7 +78,8 @@ def _card(params: Params, row: dict, meta, class_names: list[str], reason: str) 
         f"real images: {params.paths.prepared}/train ({origin})",
     ]
     lic = "Synthetic images made by a generator trained on the real data: same license as the real data."
-    return dataset_card(f"{params.publish.name}: augmented dataset", summary, counts, class_names, provenance, lic)
+    title = f"{params.publish.name}: augmented dataset"
+    return dataset_card(title, summary, counts, class_names, provenance, lic, params.sample.format)
 
 
 def run(params: Params) -> dict:
@@ -97,7 +98,7 @@ def _run(params: Params) -> dict:
         if row is not None:
             src = Path(params.paths.augmented) / row["generator"]
             meta, class_names = read_metadata(src)
-            missing = [f for f in meta["file_name"] if not (src / f).is_file()]
+            missing = [f for f in stored_files(meta) if not (src / f).is_file()]
             if missing:
                 raise SynthdataError(
                     f"{src}: {len(missing)} file(s) listed in metadata.parquet are missing "

@@ -10,22 +10,31 @@ together, only when both are complete.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from synthdata import locks
+from synthdata import locks, tars
 from synthdata.checkpoint import load_generator
-from synthdata.dataset import DatasetWriter, MetadataWriter, dataset_card, finish_dataset, read_metadata
+from synthdata.dataset import (
+    METADATA_SCHEMA,
+    DatasetWriter,
+    MetadataWriter,
+    dataset_card,
+    finish_dataset,
+    read_metadata,
+)
 from synthdata.errors import SynthdataError
 from synthdata.filtering import CLASS_STRIDE, FilterClassifier, filtered_class
-from synthdata.fsutil import atomic_dir, check_free_space, existing_ancestor, write_json
+from synthdata.fsutil import atomic_dir, check_free_space, existing_ancestor, link_or_copy, write_json
 from synthdata.params import Params, SampleParams, resolved
 from synthdata.runtime import setup_device
 from synthdata.shards import Plan, ShardJob, dask_address, run_dask, run_local, sweep
@@ -115,7 +124,7 @@ def _write_synthetic(
     gains the filter's line)."""
     disable = None if progress is None else not progress
     bar = tqdm(total=plan.total, desc=f"sample {name}", unit="img", mininterval=1.0, disable=disable)
-    card = functools.partial(_card, name, plan.total, model.class_names, provenance)
+    card = functools.partial(_card, name, plan.total, model.class_names, provenance, params.sample.format)
     if not params.filter.enabled:
         _write_sharded(syn_dir, _job(params, name, model, counts, device, syn_dir), params, bar)
         finish_dataset(syn_dir, model.class_names, card(dict(zip(model.class_names, counts))))
@@ -130,9 +139,9 @@ def _write_synthetic(
         writer.close(card(dict(writer.counts)))
 
 
-def _card(name: str, total: int, class_names: list[str], provenance: list[str], counts: dict[str, int]) -> str:
+def _card(name: str, total: int, class_names: list[str], provenance: list[str], form: str, counts: dict) -> str:
     summary = f"{total} images sampled class by class from the `{name}` generator."
-    return dataset_card(f"Synthetic {name} dataset", summary, counts, class_names, provenance, LICENSE)
+    return dataset_card(f"Synthetic {name} dataset", summary, counts, class_names, provenance, LICENSE, form)
 
 
 def _job(params: Params, name: str, model, counts: list[int], device: torch.device, root: Path) -> ShardJob:
@@ -145,6 +154,7 @@ def _job(params: Params, name: str, model, counts: list[int], device: torch.devi
         counts=tuple(counts),
         seed=params.sample.seed,
         shard_size=params.sample.shard_size,
+        format=params.sample.format,
         device=params.runtime.device if dask_address(params.runtime) else str(device),
     )
 
@@ -152,7 +162,7 @@ def _job(params: Params, name: str, model, counts: list[int], device: torch.devi
 def _write_sharded(syn_dir: Path, job: ShardJob, params: Params, bar) -> None:
     """Every shard (its PNGs written by the worker that made it); metadata in shard order (a reorder buffer
     holds the shards that came back early)."""
-    for cls in job.class_names:
+    for cls in job.class_names if job.format == "imagefolder" else ():
         (syn_dir / cls).mkdir(parents=True, exist_ok=True)
     address = dask_address(params.runtime)
     shards = run_dask(job, address) if address else run_local(job, params.sample.workers or os.cpu_count() or 1)
@@ -241,6 +251,30 @@ def _write_filtered(
     )
 
 
+def _write_augmented_tars(aug_dir: Path, syn_dir: Path, real_dir: Path, real_meta, shard_size: int) -> dict:
+    """WebDataset form: the real train images packed into ``train-real-<k>.tar`` shards, the synthetic tars
+    linked; metadata rows real first, as in the ImageFolder form. Returns the images per class."""
+    metadata, counts = MetadataWriter(aug_dir), collections.Counter(real_meta["label"])
+    try:
+        for j, lo in enumerate(range(0, len(real_meta), shard_size)):
+            part = real_meta.iloc[lo : lo + shard_size].copy()
+            pngs = [(real_dir / f).read_bytes() for f in part["file_name"]]
+            tar = tars.tar_name("train-real", j)
+            part["file_name"] = [f"{tar}/{Path(f).name}" for f in part["file_name"]]
+            table = pa.Table.from_pandas(part, schema=METADATA_SCHEMA, preserve_index=False)
+            (aug_dir / tar).write_bytes(tars.pack(table, pngs))
+            metadata.write(table)
+        for tar_file in sorted(syn_dir.glob(f"*{tars.TAR_SUFFIX}")):
+            link_or_copy(str(tar_file), str(aug_dir / tar_file.name))
+        for batch in pq.ParquetFile(syn_dir / "metadata.parquet").iter_batches(batch_size=100_000):
+            table = pa.Table.from_batches([batch], schema=METADATA_SCHEMA)
+            counts.update(table.column("label").to_pylist())
+            metadata.write(table)
+    finally:
+        metadata.close()
+    return dict(counts)
+
+
 def _write_augmented(
     aug_dir: Path,
     syn_dir: Path,
@@ -253,21 +287,23 @@ def _write_augmented(
     n_synthetic: int,
 ) -> None:
     """The real train split plus the synthetic images (links, not copies, where the file system allows)."""
+    card = functools.partial(
+        dataset_card,
+        f"Augmented dataset: real train split + {name}",
+        f"{len(real_meta)} real training images and {n_synthetic} synthetic images; the `source` column tells "
+        "them apart.",
+    )
+    rest = (class_names, provenance + [f"real images: {real_dir}"], LICENSE, params.sample.format)
+    if params.sample.format == "webdataset":
+        counts = _write_augmented_tars(aug_dir, syn_dir, real_dir, real_meta, params.sample.shard_size)
+        finish_dataset(aug_dir, class_names, card(counts, *rest))
+        write_json(aug_dir / "params.json", resolved(params))
+        return
     aug = DatasetWriter(aug_dir, class_names, workers=params.sample.workers)
     try:
         aug.add_files(real_dir, real_meta)
         for batch in pq.ParquetFile(syn_dir / "metadata.parquet").iter_batches(batch_size=20_000):
             aug.add_files(syn_dir, batch.to_pandas())
     finally:
-        aug.close(
-            dataset_card(
-                f"Augmented dataset: real train split + {name}",
-                f"{len(real_meta)} real training images and {n_synthetic} synthetic images; the `source` "
-                "column tells them apart.",
-                dict(aug.counts),
-                class_names,
-                provenance + [f"real images: {real_dir}"],
-                LICENSE,
-            )
-        )
+        aug.close(card(dict(aug.counts), *rest))
     write_json(aug_dir / "params.json", resolved(params))

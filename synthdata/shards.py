@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from synthdata import pngio
+from synthdata import pngio, tars
 from synthdata.dataset import METADATA_SCHEMA
 from synthdata.errors import SynthdataError
 from synthdata.procs import die_with_parent
@@ -68,6 +68,7 @@ class ShardJob:
     shard_size: int
     device: str = "cpu"  # a Dask worker uses its own runtime.device choice ("auto": its GPU when it has one)
     level: int = 1  # PNG compression level
+    format: str = "imagefolder"  # or "webdataset": shard k is the tar train-<k:06d>.tar (synthdata.tars)
 
     @property
     def total(self) -> int:
@@ -99,8 +100,8 @@ def write_atomic(path: str, data: bytes) -> None:
 
 
 def sweep(root: str | os.PathLike, class_names) -> int:
-    """Remove the temporary files a killed worker left in the class folders; how many there were."""
-    stale = [p for c in class_names for p in Path(root, c).glob(f".*{TMP_TAG}*")]
+    """Remove the temporary files a killed worker left (in the class folders, or beside the tars)."""
+    stale = [p for c in ("", *class_names) for p in Path(root, c).glob(f".*{TMP_TAG}*")]
     for p in stale:
         p.unlink(missing_ok=True)
     return len(stale)
@@ -125,9 +126,10 @@ def render_shard(job: ShardJob, k: int) -> tuple[pa.Table, list[bytes]]:
     model = _model(job.checkpoint, job.checkpoint_sha256, job.device)
     images = model.generate_from_seeds(torch.from_numpy(labels), torch.from_numpy(seeds)).numpy()
     n = hi - lo
+    folder = [tars.tar_name("train", k)] * n if job.format == "webdataset" else [job.class_names[y] for y in labels]
     table = pa.table(
         {
-            "file_name": [f"{job.class_names[y]}/{job.name}-{i:07d}.png" for y, i in zip(labels, range(lo, hi))],
+            "file_name": [f"{f}/{job.name}-{i:07d}.png" for f, i in zip(folder, range(lo, hi))],
             "label": [job.class_names[y] for y in labels],
             "label_id": labels.astype(np.int64),
             "split": ["train"] * n,
@@ -144,8 +146,12 @@ def render_shard(job: ShardJob, k: int) -> tuple[pa.Table, list[bytes]]:
 
 
 def make_shard(job: ShardJob, k: int) -> Shard:
-    """Shard ``k`` rendered and its files written under ``job.root`` (each atomically); its metadata."""
+    """Shard ``k`` rendered and its files (PNGs, or one tar) written under ``job.root``, each atomically; its
+    metadata."""
     table, pngs = render_shard(job, k)
+    if job.format == "webdataset":
+        write_atomic(os.path.join(job.root, tars.tar_name("train", k)), tars.pack(table, pngs))
+        return Shard(k, table)
     names = table.column("file_name").to_pylist()
     for cls in {name.split("/", 1)[0] for name in names}:
         os.makedirs(os.path.join(job.root, cls), exist_ok=True)

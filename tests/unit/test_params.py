@@ -77,6 +77,23 @@ def test_publish_generator_must_be_listed(tmp_path):
     assert "publish.generator 'cvae' is not in generators ['cgan']" in msg and "\n" not in msg
 
 
+def test_scale_out_parameters_are_checked(tmp_path):
+    path = write_params(tmp_path)
+    assert load_params(path, {"runtime.nproc": 4}).runtime.nproc == 4
+    for key, value, says in (
+        ("runtime.nproc", 0, "runtime.nproc"),
+        ("runtime.nproc", "all", "runtime.nproc"),
+        ("sample.shard_size", 0, "sample.shard_size"),
+        ("sample.format", "tfrecord", "sample.format"),
+    ):
+        with pytest.raises(SynthdataError, match=says) as err:
+            load_params(path, {key: value})
+        assert "\n" not in str(err.value)
+    with pytest.raises(SynthdataError) as err:
+        load_params(path, {"filter.enabled": True, "sample.format": "webdataset"})
+    assert "filter.enabled needs sample.format: imagefolder" in str(err.value)
+
+
 def test_publish_name_must_be_a_tag_name(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("publish:\n  name: 'my data/set'\n")
