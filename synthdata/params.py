@@ -115,6 +115,10 @@ class SampleParams(Section):
     format: Literal["imagefolder", "webdataset"] = Field(
         "imagefolder", description="imagefolder: one PNG per image in class folders; webdataset: one tar per shard"
     )
+    tar_compression: Literal["none", "gzip"] = Field(
+        "none",
+        description="webdataset shards: none (train-000000.tar) or gzip (.tar.gz: much smaller for small images)",
+    )
 
     @field_validator("counts")
     @classmethod

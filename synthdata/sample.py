@@ -155,6 +155,7 @@ def _job(params: Params, name: str, model, counts: list[int], device: torch.devi
         seed=params.sample.seed,
         shard_size=params.sample.shard_size,
         format=params.sample.format,
+        compression=params.sample.tar_compression,
         device=params.runtime.device if dask_address(params.runtime) else str(device),
     )
 
@@ -251,20 +252,20 @@ def _write_filtered(
     )
 
 
-def _write_augmented_tars(aug_dir: Path, syn_dir: Path, real_dir: Path, real_meta, shard_size: int) -> dict:
+def _write_augmented_tars(aug_dir: Path, syn_dir: Path, real_dir: Path, real_meta, sp: SampleParams) -> dict:
     """WebDataset form: the real train images packed into ``train-real-<k>.tar`` shards, the synthetic tars
     linked; metadata rows real first, as in the ImageFolder form. Returns the images per class."""
     metadata, counts = MetadataWriter(aug_dir), collections.Counter(real_meta["label"])
     try:
-        for j, lo in enumerate(range(0, len(real_meta), shard_size)):
-            part = real_meta.iloc[lo : lo + shard_size].copy()
+        for j, lo in enumerate(range(0, len(real_meta), sp.shard_size)):
+            part = real_meta.iloc[lo : lo + sp.shard_size].copy()
             pngs = [(real_dir / f).read_bytes() for f in part["file_name"]]
-            tar = tars.tar_name("train-real", j)
+            tar = tars.tar_name("train-real", j, sp.tar_compression)
             part["file_name"] = [f"{tar}/{Path(f).name}" for f in part["file_name"]]
             table = pa.Table.from_pandas(part, schema=METADATA_SCHEMA, preserve_index=False)
-            (aug_dir / tar).write_bytes(tars.pack(table, pngs))
+            (aug_dir / tar).write_bytes(tars.pack(table, pngs, sp.tar_compression))
             metadata.write(table)
-        for tar_file in sorted(syn_dir.glob(f"*{tars.TAR_SUFFIX}")):
+        for tar_file in sorted(p for p in syn_dir.iterdir() if tars.is_shard(p)):
             link_or_copy(str(tar_file), str(aug_dir / tar_file.name))
         for batch in pq.ParquetFile(syn_dir / "metadata.parquet").iter_batches(batch_size=100_000):
             table = pa.Table.from_batches([batch], schema=METADATA_SCHEMA)
@@ -295,7 +296,7 @@ def _write_augmented(
     )
     rest = (class_names, provenance + [f"real images: {real_dir}"], LICENSE, params.sample.format)
     if params.sample.format == "webdataset":
-        counts = _write_augmented_tars(aug_dir, syn_dir, real_dir, real_meta, params.sample.shard_size)
+        counts = _write_augmented_tars(aug_dir, syn_dir, real_dir, real_meta, params.sample)
         finish_dataset(aug_dir, class_names, card(counts, *rest))
         write_json(aug_dir / "params.json", resolved(params))
         return

@@ -69,6 +69,7 @@ class ShardJob:
     device: str = "cpu"  # a Dask worker uses its own runtime.device choice ("auto": its GPU when it has one)
     level: int = 1  # PNG compression level
     format: str = "imagefolder"  # or "webdataset": shard k is the tar train-<k:06d>.tar (synthdata.tars)
+    compression: str = "none"  # webdataset tars: none | gzip (train-<k:06d>.tar.gz)
 
     @property
     def total(self) -> int:
@@ -126,7 +127,11 @@ def render_shard(job: ShardJob, k: int) -> tuple[pa.Table, list[bytes]]:
     model = _model(job.checkpoint, job.checkpoint_sha256, job.device)
     images = model.generate_from_seeds(torch.from_numpy(labels), torch.from_numpy(seeds)).numpy()
     n = hi - lo
-    folder = [tars.tar_name("train", k)] * n if job.format == "webdataset" else [job.class_names[y] for y in labels]
+    folder = (
+        [tars.tar_name("train", k, job.compression)] * n
+        if job.format == "webdataset"
+        else [job.class_names[y] for y in labels]
+    )
     table = pa.table(
         {
             "file_name": [f"{f}/{job.name}-{i:07d}.png" for f, i in zip(folder, range(lo, hi))],
@@ -150,7 +155,8 @@ def make_shard(job: ShardJob, k: int) -> Shard:
     metadata."""
     table, pngs = render_shard(job, k)
     if job.format == "webdataset":
-        write_atomic(os.path.join(job.root, tars.tar_name("train", k)), tars.pack(table, pngs))
+        tar = tars.tar_name("train", k, job.compression)
+        write_atomic(os.path.join(job.root, tar), tars.pack(table, pngs, job.compression))
         return Shard(k, table)
     names = table.column("file_name").to_pylist()
     for cls in {name.split("/", 1)[0] for name in names}:

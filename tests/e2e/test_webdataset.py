@@ -129,3 +129,25 @@ def test_dvc_versions_and_gets_the_sharded_published_dataset(tmp_path):
     assert not [p for p in got.iterdir() if p.is_dir()]
     fetched, local = load_dataset(got), load_dataset(root / "data" / "published" / "dataset")
     assert torch.equal(fetched.images, local.images) and fetched.metadata.equals(local.metadata)
+
+
+def test_gzipped_shards_hold_the_same_samples_and_are_smaller(forms, tmp_path):
+    import datasets
+
+    params = load_params(forms["webdataset"].parent / "params.yaml", overrides={"sample.tar_compression": "gzip"})
+    paths = params.paths.model_copy(update={"synthetic": str(tmp_path / "s"), "augmented": str(tmp_path / "a")})
+    sample.run(params.model_copy(update={"paths": paths}), "cgan", progress=False)
+    plain, gz = forms["webdataset"] / "synthetic" / "cgan", tmp_path / "s" / "cgan"
+    shards = sorted(str(p) for p in gz.glob("*.tar.gz"))
+    assert [Path(s).name for s in shards] == [f"train-{k:06d}.tar.gz" for k in range(4)]
+    assert sum(Path(s).stat().st_size for s in shards) * 4 < sum(p.stat().st_size for p in plain.glob("*.tar"))
+    a, b = load_dataset(plain), load_dataset(gz)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    rows = list(wds.WebDataset(shards, shardshuffle=False).decode("l8").to_tuple("png", "cls"))
+    assert np.array_equal(np.stack([r[0] for r in rows]), a.images[:, 0].numpy())
+    hf = datasets.load_dataset("webdataset", data_files={"train": shards}, split="train", cache_dir=str(tmp_path))
+    assert list(hf["cls"]) == a.labels.tolist()
+    assert (
+        load_dataset(tmp_path / "a" / "cgan").images.shape
+        == load_dataset(forms["webdataset"] / "augmented" / "cgan").images.shape
+    )
