@@ -87,9 +87,10 @@ def _inputs(params: Params, name: str) -> tuple[registry.Inputs, features.Extrac
         raise SynthdataError(f"{params.paths.synthetic}/{name}: {len(syn.labels)} image(s); sample more")
     datasets = {"synthetic": syn, **splits}
     extractor = features.build(params, device)
+    feats = features.load_real(extractor, splits, params)  # made once, by `reference`
     t = time.perf_counter()
-    feats = {k: extractor(datasets[k].images) for k in ("synthetic", "train", "test")}
-    speed = sum(len(f) for f in feats.values()) / max(time.perf_counter() - t, 1e-9)
+    feats = {"synthetic": extractor(syn.images), **feats}
+    speed = len(syn.labels) / max(time.perf_counter() - t, 1e-9)
     labels = {k: d.labels.numpy() for k, d in datasets.items()}
     pick = subsample(labels["synthetic"], labels["train"], labels["test"], len(names), params.evaluate.seed)
     return registry.Inputs(feats, labels, pick, datasets, len(names), params, device, baseline), extractor, speed

@@ -24,6 +24,9 @@ from synthdata.fsutil import sha256_file
 from synthdata.params import Params
 
 DOMAIN_FILE = "domain.pt"
+REAL_FILE = "real_features.pt"  # the real train and test splits' features, made once by `reference`
+REAL_FORMAT = "synthdata-features/1"
+REAL_SPLITS = ("train", "test")
 INCEPTION_SHA256_PREFIX = "6726825d"  # torch-fidelity's name for the standard FID weights file
 
 REGISTRY: dict[str, Callable[[Params, torch.device], "Extractor"]] = {}
@@ -131,6 +134,48 @@ def check(params: Params) -> None:
         )
 
 
-def build(params: Params, device: torch.device) -> Extractor:
+def build(params: Params, device: torch.device, reference: str | Path | None = None) -> Extractor:
+    """The extractor ``evaluate.feature_extractor`` names (``reference``: the folder holding the domain
+    extractor, when it is not yet at ``paths.reference``)."""
     check(params)
+    if reference is not None:
+        params = params.model_copy(update={"paths": params.paths.model_copy(update={"reference": str(reference)})})
     return REGISTRY[params.evaluate.feature_extractor](params, device)
+
+
+def _identity(extractor: Extractor) -> dict:
+    return {"extractor": extractor.name, "extractor_sha256": extractor.sha256, "batch": extractor.batch}
+
+
+def save_real(folder: Path, extractor: Extractor, splits: dict) -> dict:
+    """Write the real splits' features (tensors + JSON); what each evaluation reads instead of recomputing them.
+    Returns the features."""
+    from synthdata.checkpoint import write_tensors
+
+    feats = {s: extractor(splits[s].images) for s in REAL_SPLITS}
+    hashes = {s: sha256_of_rows(splits[s]) for s in REAL_SPLITS}
+    info = {"format": REAL_FORMAT, **_identity(extractor), "pixels_sha256": hashes}
+    write_tensors(folder / REAL_FILE, info, {s: torch.from_numpy(f) for s, f in feats.items()})
+    return feats
+
+
+def load_real(extractor: Extractor, splits: dict, params: Params) -> dict[str, np.ndarray]:
+    """The real splits' features that ``reference`` made with this very extractor on these very images."""
+    from synthdata.checkpoint import read_tensors
+
+    path = Path(params.paths.reference) / REAL_FILE
+    info, state = read_tensors(path, REAL_FORMAT, "real-feature file", "run 'synthdata reference'")
+    want = {**_identity(extractor), "pixels_sha256": {s: sha256_of_rows(splits[s]) for s in REAL_SPLITS}}
+    stale = sorted(k for k, v in want.items() if info.get(k) != v)
+    if stale:
+        raise SynthdataError(
+            f"{path}: made with another {' / '.join(stale)} than this evaluation's; run 'synthdata reference' again"
+        )
+    return {s: state[s].numpy() for s in REAL_SPLITS}
+
+
+def sha256_of_rows(dataset) -> str:
+    """One hash of a dataset's images in order (from the per-image pixel hashes of its metadata)."""
+    import hashlib
+
+    return hashlib.sha256("".join(dataset.metadata["pixel_sha256"]).encode()).hexdigest()

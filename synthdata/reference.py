@@ -3,7 +3,9 @@
 - the real-only downstream baseline: ``evaluate.seeds`` classifiers trained on the real train split,
   selected on the real val split, scored on the real test split (``acc_real``);
 - the ``domain`` feature extractor for FID/KID/PRDC: the baseline's seed-0 classifier, saved as tensors
-  plus JSON with its real-test accuracy recorded beside it.
+  plus JSON with its real-test accuracy recorded beside it;
+- the real train and test splits' features by ``evaluate.feature_extractor`` (``real_features.pt``), which
+  every ``evaluate@<generator>`` reads instead of extracting them again.
 
 Both are declared, cached outputs (``paths.reference``), computed once rather than once per generator.
 """
@@ -44,6 +46,7 @@ def _run(params: Params) -> dict:
         counts = {f"n_{s}": len(d.labels) for s, d in splits.items()}
         baseline = {"acc_real": real["mean"], "acc_real_std": real["std"], "real": real, **counts}
         write_json(tmp / "baseline.json", {**baseline, "protocol": protocol(params)})
+        features.save_real(tmp, features.build(params, device, reference=tmp), splits)
         write_json(tmp / "params.json", resolved(params))
     return {
         "acc_real": real["mean"],

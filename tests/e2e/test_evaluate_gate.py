@@ -90,3 +90,23 @@ def test_gate_stops_noise_images_from_being_published(prepared):
     release = run_cli("release", "--params", str(params))
     assert release.returncode == 3 and "nothing to release" in release.stderr and "fid_ratio" in release.stderr
     assert len(release.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_reads_the_real_features_that_reference_made_once(prepared):
+    import torch
+
+    from synthdata import features
+    from synthdata.errors import SynthdataError
+    from synthdata.params import load_params
+    from synthdata.protocol import load_splits
+
+    _, path = prepared
+    params, cpu = load_params(path), torch.device("cpu")
+    splits, extractor = load_splits(params), features.build(params, cpu)
+    real = features.load_real(extractor, splits, params)
+    for split in features.REAL_SPLITS:
+        assert np.array_equal(real[split], extractor(splits[split].images))
+    other = load_params(path, {"evaluate.batch_size": 7})  # another batching: not these features
+    with pytest.raises(SynthdataError, match="made with another batch") as err:
+        features.load_real(features.build(other, cpu), splits, other)
+    assert "run 'synthdata reference' again" in str(err.value) and "\n" not in str(err.value)
