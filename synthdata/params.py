@@ -81,6 +81,9 @@ class RuntimeParams(Section):
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0, description="CPU threads; 0 uses every core (shared among nproc processes)")
+    bf16: Literal["auto"] | bool = Field("auto", description="bf16 autocast in training (auto: see runtime.py)")
+    channels_last: Literal["auto"] | bool = Field("auto", description="NHWC memory format in training")
+    compile: Literal["auto"] | bool = Field("auto", description="torch.compile of the trained networks' forwards")
     dask_address: str | None = Field(
         None, description="Dask scheduler that samples the shards (or SYNTHDATA_DASK_ADDRESS); null: local processes"
     )

@@ -23,6 +23,24 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# What `auto` means on CUDA for each fast-path switch (always off on the CPU: CPU outputs stay byte-identical).
+# channels_last was already the GPU default; bf16 and compile stay off until benchmarks/gpu_check.py has measured
+# them on a GPU (none has been available yet).
+GPU_AUTO = {"bf16": False, "channels_last": True, "compile": False}
+
+
+def fast_path(runtime, device: torch.device) -> dict[str, bool]:
+    """The training fast-path switches (``runtime.bf16``, ``channels_last``, ``compile``) resolved for ``device``."""
+    cuda = device.type == "cuda"
+    out = {}
+    for key, gpu_default in GPU_AUTO.items():
+        value = getattr(runtime, key)
+        out[key] = (gpu_default and cuda) if value == "auto" else bool(value)
+    if out["bf16"] and not cuda:
+        raise SynthdataError("runtime.bf16: bf16 autocast is for CUDA here; set it to auto or false on the CPU")
+    return out
+
+
 def setup_device(runtime) -> torch.device:
     """The device named by ``runtime.device``, with ``runtime.threads`` CPU threads (0: every core)."""
     torch.set_num_threads(runtime.threads or os.cpu_count() or 1)

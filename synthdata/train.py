@@ -33,7 +33,7 @@ from synthdata.distributed import World
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_dir, replace_dir, sha256_file, write_json
 from synthdata.params import Params, resolved
-from synthdata.runtime import setup_device
+from synthdata.runtime import fast_path, setup_device
 from synthdata.seeding import derive
 from synthdata.trainer import Every, LossTable, OnStep, Trainer
 
@@ -112,7 +112,7 @@ def _run(params: Params, name: str, resume: bool, progress: bool | None, on_step
     cfg, common = params.generator_config(name), params.train
     data = load_dataset(Path(params.paths.prepared) / "train")
     world, device = distributed.start(setup_device(params.runtime), params.runtime.threads)
-    model = _build(name, cfg, data, common.seed, device)
+    model = _build(name, cfg, data, common.seed, device, fast_path(params.runtime, device)["channels_last"])
     optimizers = model.make_optimizers()
     out = Path(params.paths.models) / name
     partial = out.with_name(f"{name}.partial")
@@ -125,8 +125,11 @@ def _run(params: Params, name: str, resume: bool, progress: bool | None, on_step
 
     hooks = [LossTable(rows, common.log_every, cfg.steps), Every(common.checkpoint_every, cfg.steps, save)]
     hooks += [OnStep(on_step)] if on_step is not None else []
-    images, labels, cuda = data.images.to(device), data.labels.to(device), device.type == "cuda"
-    trainer = Trainer(model, optimizers, images, labels, common.seed, name, hooks, cuda, str(partial), world)
+    images, labels, fast = data.images.to(device), data.labels.to(device), fast_path(params.runtime, device)
+    trainer = Trainer(
+        model, optimizers, images, labels, common.seed, name, hooks, fast["channels_last"], str(partial), world
+    )
+    trainer.bf16, trainer.compile = fast["bf16"], fast["compile"]
     t0 = time.perf_counter()
     # Ctrl-C may land inside a step, so nothing is saved on interrupt: resume uses the last periodic
     # checkpoint, which always holds a consistent state.
@@ -166,12 +169,13 @@ def _finish(params: Params, name: str, partial: Path, out: Path, rows: list[dict
     replace_dir(partial, out)
 
 
-def _build(name: str, cfg, data, seed: int, device: torch.device) -> generators.Generator:
+def _build(name: str, cfg, data, seed: int, device: torch.device, channels_last: bool) -> generators.Generator:
     torch.manual_seed(derive(seed, name, "init"))
     model = generators.get(name)(cfg, tuple(data.images.shape[1:]), len(data.class_names)).to(device)
-    # NHWC on a GPU only. On the CPU it makes MNIST steps faster (benchmarks/bench_train_step.py) but changes
-    # the numerics, and its one full MNIST run scored worse (docs/results/mnist.md): not adopted on one run.
-    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+    # NHWC: runtime.channels_last (auto: on a GPU only). On the CPU it makes MNIST steps faster
+    # (benchmarks/bench_train_step.py) but changes the numerics, and its one full MNIST run scored worse
+    # (docs/results/mnist.md): not the CPU default on one run.
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def _restore(params: Params, name: str, model, optimizers, partial: Path, world: World, resume: bool):

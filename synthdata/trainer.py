@@ -47,6 +47,8 @@ class Trainer:
     run_dir: str = "the run folder"  # where the last checkpoint lives (for the non-finite-loss message)
 
     world: World = field(default_factory=World)
+    bf16: bool = False  # autocast the step in bf16 (losses, spectral norm kept fp32 by the generators)
+    compile: bool = False  # torch.compile the trained networks' forwards (around their DDP wrappers)
 
     def fit(self, start: int, steps: int, progress: Callable | None = None) -> None:
         """Steps ``start + 1 .. steps`` (1-based, as logged and checkpointed)."""
@@ -54,6 +56,8 @@ class Trainer:
         batches = BatchSampler(len(self.labels), self.model.config.batch_size, self.seed)
         part = per_rank_batch(batches.batch, world.size, f"train.{self.name}.batch_size")
         nets = wrap(self.model.networks(), world)
+        if self.compile:
+            nets = {k: torch.compile(net) for k, net in nets.items()}
         self.model.train()
         for step in (progress or (lambda r: r))(range(start, steps)):
             idx = batches(step)[world.rank * part : (world.rank + 1) * part].to(device)
@@ -62,7 +66,8 @@ class Trainer:
                 real = real.contiguous(memory_format=torch.channels_last)
             stream = (self.seed, self.name, step) + (("rank", world.rank) if world.distributed else ())
             rng = torch.Generator(device=device).manual_seed(derive(*stream))
-            losses = self.model.training_step(real, self.labels[idx], rng, self.optimizers, nets)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                losses = self.model.training_step(real, self.labels[idx], rng, self.optimizers, nets)
             done = step + 1
             losses = world.mean({k: float(v) for k, v in losses.items()})
             self._check_finite(losses, done)

@@ -12,7 +12,24 @@ import math
 
 import torch
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils import parametrizations
+
+
+class _SpectralNormFP32(parametrizations._SpectralNorm):
+    """torch's spectral norm with its power iteration and sigma kept in fp32 under autocast (bf16 mv/vdot would
+    drift the u, v estimates); outside autocast it is the same computation, bit for bit."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(weight.device.type, enabled=False):
+            return super().forward(weight)
+
+
+def spectral_norm(module: nn.Module) -> nn.Module:
+    """``torch.nn.utils.parametrizations.spectral_norm`` whose parametrization stays fp32 under autocast (same
+    state-dict keys; the class swap is kept by deepcopy, so EMA copies have it too)."""
+    module = parametrizations.spectral_norm(module)
+    module.parametrizations.weight[0].__class__ = _SpectralNormFP32
+    return module
 
 
 def geometry(height: int, width: int) -> tuple[int, int, int]:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import torch
 from pydantic import Field, field_validator, model_validator
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from synthdata.generators.base import register
 from synthdata.generators.cgan import diffaugment
 from synthdata.generators.latent import LatentConfig, LatentGenerator
 from synthdata.generators.losses import hinge_discriminator, hinge_generator
-from synthdata.generators.nets import DownTrunk, UpGenerator
+from synthdata.generators.nets import DownTrunk, UpGenerator, spectral_norm
 
 
 class CGANConfig(LatentConfig):
