@@ -113,6 +113,7 @@ class CGAN(LatentGenerator):
         }
 
     def discriminate(self, D, x, labels, rng):
+        x = x.float()  # real and (autocast) fake images reach D in one dtype: one compiled graph, not two
         return D(diffaugment.augment(x, self.policy, rng) if self.policy else x, labels)
 
     def training_step(self, real, labels, rng, optimizers, nets=None):
