@@ -32,6 +32,7 @@ import torch
 from synthdata import pngio, tars
 from synthdata.dataset import METADATA_SCHEMA
 from synthdata.errors import SynthdataError
+from synthdata.fsutil import atomic_write_bytes
 from synthdata.procs import die_with_parent
 
 DASK_ADDRESS_ENV = "SYNTHDATA_DASK_ADDRESS"
@@ -89,20 +90,9 @@ class Shard:
     metadata: pa.Table  # METADATA_SCHEMA rows, in row order; the files are written
 
 
-TMP_TAG = ".tmp-"  # a file being written: .<name>.tmp-<pid>
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    head, tail = os.path.split(path)
-    tmp = os.path.join(head, f".{tail}{TMP_TAG}{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def sweep(root: str | os.PathLike, class_names) -> int:
     """Remove the temporary files a killed worker left (in the class folders, or beside the tars)."""
-    stale = [p for c in ("", *class_names) for p in Path(root, c).glob(f".*{TMP_TAG}*")]
+    stale = [p for c in ("", *class_names) for p in Path(root, c).glob(".*.tmp-*")]  # fsutil's temporary names
     for p in stale:
         p.unlink(missing_ok=True)
     return len(stale)
@@ -156,13 +146,13 @@ def make_shard(job: ShardJob, k: int) -> Shard:
     table, pngs = render_shard(job, k)
     if job.format == "webdataset":
         tar = tars.tar_name("train", k, job.compression)
-        write_atomic(os.path.join(job.root, tar), tars.pack(table, pngs, job.compression))
+        atomic_write_bytes(os.path.join(job.root, tar), tars.pack(table, pngs, job.compression), durable=False)
         return Shard(k, table)
     names = table.column("file_name").to_pylist()
     for cls in {name.split("/", 1)[0] for name in names}:
         os.makedirs(os.path.join(job.root, cls), exist_ok=True)
     for name, data in zip(names, pngs):
-        write_atomic(os.path.join(job.root, name), data)
+        atomic_write_bytes(os.path.join(job.root, name), data, durable=False)
     return Shard(k, table)
 
 
