@@ -1,6 +1,7 @@
-"""Benchmark of sharded sampling: images/s of the sample stage's shard writer (make, encode and write in the
-workers, metadata in the stage process) on local processes and on a Dask ``LocalCluster`` of 1 and 2
-workers x 1 thread, for a generator of the MNIST profile (random weights: the cost does not depend on them).
+"""Benchmark of sharded sampling and scoring: images/s of the sample stage's shard writer (make, encode and write
+in the workers, metadata in the stage process) and of evaluate's feature shards (read, decode, domain CNN,
+moments) on local processes and on a Dask ``LocalCluster`` of 1 and 2 workers x 1 thread, for a generator and a
+domain extractor of the MNIST profile (random weights: the cost does not depend on them).
 Layouts alternate over rounds after one warm-up run each (a Dask worker imports the package and loads the model
 once); prints one table (median images/s and the speed-up over one worker of the same executor).
 
@@ -22,10 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synthdata import checkpoint, generators  # noqa: E402
+from synthdata import checkpoint, classifier, features, generators  # noqa: E402
+from synthdata.executors import tune_worker  # noqa: E402
 from synthdata.params import load_params  # noqa: E402
 from synthdata.sample import _write_sharded  # noqa: E402
-from synthdata.shards import ShardJob, render_shard, tune_worker  # noqa: E402
+from synthdata.shards import ShardJob, render_shard  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,7 +64,7 @@ def timed(job: ShardJob, out: Path, workers: int, address: str | None) -> float:
     out.mkdir(parents=True)
     os.sync()  # the last run's deletions reach the disk before this one is timed (else they slow its writes)
     t = time.perf_counter()
-    _write_sharded(out, job, params, Bar())
+    _write_sharded(out, job, params, Bar(), None)
     return job.total / (time.perf_counter() - t)
 
 
@@ -91,6 +93,31 @@ def timed_in_memory(job: ShardJob, workers: int, address: str | None) -> float:
     return job.total / (time.perf_counter() - t)
 
 
+def extractor_for(folder: Path) -> features.Extractor:
+    """A domain extractor of the MNIST profile's size (random weights), saved where ``evaluate`` looks for it."""
+    cfg = load_params(REPO / "params-mnist.yaml").evaluate.classifier
+    torch.manual_seed(0)
+    model = classifier.SmallCNN(1, 10, (28, 28), cfg.width, cfg.feature_dim)
+    info = {"in_channels": 1, "num_classes": 10, "image_hw": [28, 28], "width": cfg.width}
+    classifier.save(folder / features.DOMAIN_FILE, model, {**info, "feature_dim": cfg.feature_dim})
+    return features.build(_feature_params(folder, 1, None), torch.device("cpu"))
+
+
+def _feature_params(reference: Path, workers: int, address: str | None, shard_size: int = 1000):
+    over = {"paths.reference": str(reference), "runtime.dask_address": address, "evaluate.workers": workers}
+    over["evaluate.shard_size"] = shard_size
+    return load_params(REPO / "params-mnist.yaml", overrides=over)
+
+
+def timed_features(extractor, reference: Path, out: Path, files: list[str], workers: int, address, size) -> float:
+    import numpy as np
+
+    params = _feature_params(reference, workers, address, size)
+    t = time.perf_counter()
+    features.of_dataset(extractor, params, out, files, np.arange(0, len(files), 3), "cpu")
+    return len(files) / (time.perf_counter() - t)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=20_000)
@@ -104,6 +131,7 @@ def main() -> None:
     torch.set_num_threads(1)
     rates: dict[str, list[float]] = {}
     memory: dict[str, list[float]] = {}
+    feats: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         tmp = Path(tmp)
         job = job_for(tmp / "model", tmp / "out", args.generator, args.images, args.shard_size)
@@ -123,15 +151,34 @@ def main() -> None:
                 for label, (workers, address) in layouts.items():
                     rates.setdefault(label, []).append(timed(job, tmp / "out", workers, address))
                     memory.setdefault(label, []).append(timed_in_memory(job, workers, address))
-    print(f"\n{args.images} images of 28x28 ({args.generator}, MNIST profile), shards of {args.shard_size}, ")
+            (tmp / "reference").mkdir()
+            extractor = extractor_for(tmp / "reference")
+            import pandas as pd
+
+            files = pd.read_parquet(tmp / "out" / "metadata.parquet")["file_name"].tolist()
+            for workers, address in layouts.values():  # warm: the workers load the extractor once
+                timed_features(extractor, tmp / "reference", tmp / "out", files, workers, address, args.shard_size)
+            for _ in range(args.rounds):
+                for label, (workers, address) in layouts.items():
+                    rate = timed_features(
+                        extractor, tmp / "reference", tmp / "out", files, workers, address, args.shard_size
+                    )
+                    feats.setdefault(label, []).append(rate)
+    print(f"\n{args.images} images of 28x28 ({args.generator}, MNIST profile), shards of {args.shard_size} ")
+    print("(sampling and feature extraction), kept features: every third row, ")
     print(f"{args.rounds} rounds (alternating), median images/s\n")
-    print("| layout | to disk: images/s | speed-up | in memory (made + PNG-encoded): images/s | speed-up |")
-    print("| --- | --- | --- | --- | --- |")
+    print(
+        "| layout | to disk: images/s | speed-up | in memory (made + PNG-encoded): images/s | speed-up "
+        "| evaluate features (read + decode + CNN + moments): images/s | speed-up |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for label in rates:
         base = "local, 1 process" if label.startswith("local") else "Dask, 1 worker x 1 thread"
-        disk, mem = statistics.median(rates[label]), statistics.median(memory[label])
-        up_disk, up_mem = disk / statistics.median(rates[base]), mem / statistics.median(memory[base])
-        print(f"| {label} | {disk:,.0f} | {up_disk:.2f}x | {mem:,.0f} | {up_mem:.2f}x |")
+        cells = []
+        for table in (rates, memory, feats):
+            rate = statistics.median(table[label])
+            cells += [f"{rate:,.0f}", f"{rate / statistics.median(table[base]):.2f}x"]
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -253,7 +253,7 @@ def read_metadata(root: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
     return pd.read_parquet(meta), json.loads(classes.read_text())
 
 
-def _decode(root: Path, names: Iterable[str]) -> list[torch.Tensor]:
+def decode(root: Path, names: Iterable[str]) -> list[torch.Tensor]:
     """PNG files, or members of WebDataset tars (``<tar>/<key>.png``: each tar read once per call)."""
     from torchvision.io import read_file
 
@@ -285,7 +285,7 @@ def load_dataset(root: str | os.PathLike, workers: int = 0) -> LoadedDataset:
     workers = workers or os.cpu_count() or 1
     step = max(1, -(-len(names) // (4 * workers)))
     with ThreadPoolExecutor(workers) as pool:
-        parts = list(pool.map(lambda lo: _decode(root, names[lo : lo + step]), range(0, len(names), step)))
+        parts = list(pool.map(lambda lo: decode(root, names[lo : lo + step]), range(0, len(names), step)))
     flat = [t for part in parts for t in part]
     images = torch.stack(flat) if flat else torch.empty(0, 1, 8, 8, dtype=torch.uint8)
     labels = torch.tensor(df["label_id"].to_numpy(dtype=np.int64))

@@ -22,6 +22,7 @@ import numpy as np
 from synthdata import features, locks, plots
 from synthdata.dataset import load_dataset
 from synthdata.errors import SynthdataError
+from synthdata.executors import dask_address
 from synthdata.fsutil import atomic_dir, write_json
 from synthdata.metrics import registry
 from synthdata.metrics.standard import subsample
@@ -88,12 +89,27 @@ def _inputs(params: Params, name: str) -> tuple[registry.Inputs, features.Extrac
     datasets = {"synthetic": syn, **splits}
     extractor = features.build(params, device)
     feats = features.load_real(extractor, splits, params)  # made once, by `reference`
-    t = time.perf_counter()
-    feats = {"synthetic": extractor(syn.images), **feats}
-    speed = len(syn.labels) / max(time.perf_counter() - t, 1e-9)
     labels = {k: d.labels.numpy() for k, d in datasets.items()}
     pick = subsample(labels["synthetic"], labels["train"], labels["test"], len(names), params.evaluate.seed)
-    return registry.Inputs(feats, labels, pick, datasets, len(names), params, device, baseline), extractor, speed
+    keep, pick = _only_picked(pick)
+    t = time.perf_counter()
+    where = params.runtime.device if dask_address(params.runtime) else str(device)
+    syn_dir = Path(params.paths.synthetic) / name
+    kept, moments = features.of_dataset(extractor, params, syn_dir, syn.metadata["file_name"].tolist(), keep, where)
+    speed = len(syn.labels) / max(time.perf_counter() - t, 1e-9)
+    feats = {"synthetic": kept, **feats}
+    moments = {"synthetic": moments}
+    inputs = registry.Inputs(feats, labels, pick, datasets, len(names), params, device, baseline, moments)
+    return inputs, extractor, speed
+
+
+def _only_picked(pick: dict) -> tuple[np.ndarray, dict]:
+    """The synthetic rows the feature metrics compare (sorted), and ``pick`` with its synthetic indices made
+    positions among those rows: only their features are kept (the moments cover every row)."""
+    keep = np.unique(np.concatenate([pick["synthetic"], *(c[0] for c in pick["class"])]).astype(np.int64))
+    at = lambda rows: np.searchsorted(keep, rows)  # noqa: E731
+    classes = [(at(si), ti, ri) for si, ti, ri in pick["class"]]
+    return keep, {**pick, "synthetic": at(pick["synthetic"]), "class": classes}
 
 
 def _run(params: Params, name: str) -> dict:

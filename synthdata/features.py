@@ -11,16 +11,20 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from synthdata import classifier
+from synthdata import classifier, executors
+from synthdata.dataset import decode
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import sha256_file
+from synthdata.metrics.fid import Moments
 from synthdata.params import Params
 
 DOMAIN_FILE = "domain.pt"
@@ -179,3 +183,72 @@ def sha256_of_rows(dataset) -> str:
     import hashlib
 
     return hashlib.sha256("".join(dataset.metadata["pixel_sha256"]).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """Rows of a stored dataset to featurise on any worker: read from their files, reduced to their moments,
+    and the features of the ``keep`` rows (positions in the chunk) sent back."""
+
+    root: str  # the dataset folder, readable by the worker
+    files: tuple[str, ...]  # the rows' file names (metadata order)
+    keep: tuple[int, ...]
+    params: Params  # which extractor (evaluate.*, paths.reference made absolute)
+    device: str
+    sha256: str  # the extractor file the stage uses: a worker that finds another refuses
+
+
+@dataclass(frozen=True)
+class ChunkFeatures:
+    moments: Moments
+    kept: np.ndarray  # (len(keep), D) float64
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_extractor(params_json: str, device: str) -> Extractor:
+    from synthdata.runtime import pick_device
+
+    return build(Params.model_validate_json(params_json), pick_device(device))
+
+
+def chunk_features(task: ChunkTask) -> ChunkFeatures:
+    """One chunk's moments and kept features: a pure function of the task (a chunk made twice is harmless)."""
+    extractor = _worker_extractor(task.params.model_dump_json(), task.device)
+    if extractor.sha256 != task.sha256:
+        raise SynthdataError(
+            f"{extractor.name} feature extractor: sha256 {extractor.sha256[:12]}... on this worker, "
+            f"{task.sha256[:12]}... in the stage; give the workers the same {task.params.paths.reference}"
+        )
+    feats = extractor(torch.stack(decode(Path(task.root), task.files)))
+    return ChunkFeatures(Moments.of(feats), feats[list(task.keep)])
+
+
+def of_dataset(
+    extractor: Extractor, params: Params, root: str | Path, files: Sequence[str], keep: np.ndarray, device: str
+) -> tuple[np.ndarray, Moments]:
+    """The features of rows ``keep`` (sorted) of a stored dataset and the moments of all its rows, chunk by chunk
+    (``evaluate.shard_size`` rows, rounded up to whole extractor batches, so every row is featurised in the
+    batch it would be in one pass) on local processes or the Dask cluster of ``runtime.dask_address``; chunks
+    are merged in order, so the result does not depend on where they ran."""
+    size = -(-params.evaluate.shard_size // extractor.batch) * extractor.batch
+    paths = params.paths.model_copy(update={"reference": str(Path(params.paths.reference).resolve())})
+    portable = params.model_copy(update={"paths": paths})
+    tasks = []
+    for lo in range(0, len(files), size):
+        hi = min(lo + size, len(files))
+        rows = keep[(keep >= lo) & (keep < hi)] - lo
+        tasks.append(
+            ChunkTask(
+                str(Path(root).resolve()),
+                tuple(files[lo:hi]),
+                tuple(int(r) for r in rows),
+                portable,
+                device,
+                extractor.sha256,
+            )
+        )
+    inline = device.startswith("cuda")
+    parts = list(executors.run(chunk_features, tasks, params.runtime, params.evaluate.workers, inline))
+    moments = functools.reduce(Moments.merge, (p.moments for p in parts), Moments.of(np.zeros((0, extractor.dim))))
+    kept = np.concatenate([p.kept for p in parts]) if parts else np.zeros((0, extractor.dim))
+    return kept, moments

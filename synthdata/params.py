@@ -173,6 +173,10 @@ class EvaluateParams(Section):
         None, description="path of weights-inception-2015-12-05-6726825d.pth (for feature_extractor: inception)"
     )
     batch_size: int = Field(500, gt=0, le=65536, description="feature-extraction batch size")
+    workers: int = Field(0, ge=0, le=64, description="local feature-extraction processes; 0 = one per core")
+    shard_size: int = Field(
+        5000, gt=0, le=1_000_000, description="images per feature-extraction task (rounded up to whole batches)"
+    )
     seeds: int = Field(3, ge=1, le=20, description="classifier seeds per training set (mean and std)")
     kid_subset_size: int = Field(1000, ge=2)
     kid_subsets: int = Field(100, ge=1)

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import os
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -33,11 +34,12 @@ from synthdata.dataset import (
     read_metadata,
 )
 from synthdata.errors import SynthdataError
+from synthdata.executors import dask_address
 from synthdata.filtering import CLASS_STRIDE, FilterClassifier, filtered_class
 from synthdata.fsutil import atomic_dir, check_free_space, existing_ancestor, link_or_copy, write_json
 from synthdata.params import Params, SampleParams, resolved
 from synthdata.runtime import setup_device
-from synthdata.shards import Plan, ShardJob, dask_address, run_dask, run_local, sweep
+from synthdata.shards import Plan, Shard, ShardJob, make, sweep
 
 
 def plan_counts(params: SampleParams, class_names: list[str]) -> list[int]:
@@ -62,18 +64,30 @@ def check_space(params: Params, name: str, n: int, image_shape: tuple[int, ...],
         check_free_space(p.augmented, on_aug, per_file, 200 * (n + real_files), f"sample {name}", fix)
 
 
+ShardMaker = Callable[[ShardJob], Iterable[Shard]]
+
+
 def _device(folder: str | os.PathLike) -> int:
     return os.stat(existing_ancestor(folder)).st_dev
 
 
-def run(params: Params, name: str, checkpoint: str | os.PathLike | None = None, progress: bool | None = None) -> dict:
+def run(
+    params: Params,
+    name: str,
+    checkpoint: str | os.PathLike | None = None,
+    progress: bool | None = None,
+    shards: ShardMaker | None = None,
+) -> dict:
+    """Sample generator ``name`` into ``paths.synthetic`` and ``paths.augmented``. ``shards(job)``, when given,
+    makes the shards instead of :func:`synthdata.shards.make` (every shard once, in index order: the Prefect
+    flow of ``flows/shards.py`` maps them over Dask as task runs); the bytes written are the same."""
     p = params.paths
     reads = [p.prepared, p.filter] + ([] if checkpoint else [Path(p.models) / name])
     with locks.hold(writes=[Path(p.synthetic) / name, Path(p.augmented) / name], reads=reads):
-        return _run(params, name, checkpoint, progress)
+        return _run(params, name, checkpoint, progress, shards)
 
 
-def _run(params: Params, name: str, checkpoint: str | os.PathLike | None, progress: bool | None) -> dict:
+def _run(params: Params, name: str, checkpoint, progress: bool | None, shards: ShardMaker | None) -> dict:
     device = setup_device(params.runtime)
     model, real_dir, real_meta = _load(params, name, checkpoint, device)
     counts = plan_counts(params.sample, model.class_names)
@@ -83,7 +97,7 @@ def _run(params: Params, name: str, checkpoint: str | os.PathLike | None, progre
     with contextlib.ExitStack() as stack:
         syn_dir = stack.enter_context(atomic_dir(Path(params.paths.synthetic) / name))
         aug_dir = stack.enter_context(atomic_dir(Path(params.paths.augmented) / name))
-        _write_synthetic(syn_dir, model, plan, counts, provenance, params, name, device, progress)
+        _write_synthetic(syn_dir, model, plan, counts, provenance, params, name, device, progress, shards)
         write_json(syn_dir / "params.json", resolved(params))
         _write_augmented(aug_dir, syn_dir, real_dir, real_meta, model.class_names, provenance, params, name, plan.total)
     n_aug = plan.total + len(real_meta)
@@ -119,6 +133,7 @@ def _write_synthetic(
     name: str,
     device: torch.device,
     progress: bool | None,
+    shards: ShardMaker | None,
 ) -> None:
     """The synthetic dataset, shard by shard or (filtered) class by class, with its card (``provenance``
     gains the filter's line)."""
@@ -126,7 +141,7 @@ def _write_synthetic(
     bar = tqdm(total=plan.total, desc=f"sample {name}", unit="img", mininterval=1.0, disable=disable)
     card = functools.partial(_card, name, plan.total, model.class_names, provenance, params.sample.format)
     if not params.filter.enabled:
-        _write_sharded(syn_dir, _job(params, name, model, counts, device, syn_dir), params, bar)
+        _write_sharded(syn_dir, _job(params, name, model, counts, device, syn_dir), params, bar, shards)
         finish_dataset(syn_dir, model.class_names, card(dict(zip(model.class_names, counts))))
         bar.close()
         return
@@ -160,20 +175,18 @@ def _job(params: Params, name: str, model, counts: list[int], device: torch.devi
     )
 
 
-def _write_sharded(syn_dir: Path, job: ShardJob, params: Params, bar) -> None:
-    """Every shard (its PNGs written by the worker that made it); metadata in shard order (a reorder buffer
-    holds the shards that came back early)."""
+def _write_sharded(syn_dir: Path, job: ShardJob, params: Params, bar, shards: ShardMaker | None) -> None:
+    """Every shard (its PNGs written by the worker that made it); metadata in shard order."""
     for cls in job.class_names if job.format == "imagefolder" else ():
         (syn_dir / cls).mkdir(parents=True, exist_ok=True)
-    address = dask_address(params.runtime)
-    shards = run_dask(job, address) if address else run_local(job, params.sample.workers or os.cpu_count() or 1)
-    metadata, waiting, expect = MetadataWriter(syn_dir), {}, 0
+    metadata, expect = MetadataWriter(syn_dir), 0
     try:
-        for shard in shards:
-            waiting[shard.index] = shard.metadata
-            while expect in waiting:
-                metadata.write(waiting.pop(expect))
-                expect += 1
+        made = shards(job) if shards else make(job, params.runtime, params.sample.workers)
+        for shard in made:
+            if shard.index != expect:
+                raise SynthdataError(f"sample {job.name}: shard {shard.index} came back in place of {expect}")
+            metadata.write(shard.metadata)
+            expect += 1
             bar.update(shard.metadata.num_rows)
     finally:
         metadata.close(flush=expect == job.shards)

@@ -14,13 +14,9 @@ access to the checkpoint and write access to the dataset's temporary folder (sha
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import hashlib
-import multiprocessing
 import os
-import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -29,13 +25,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from synthdata import pngio, tars
+from synthdata import executors, pngio, tars
 from synthdata.dataset import METADATA_SCHEMA
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import atomic_write_bytes
-from synthdata.procs import die_with_parent
-
-DASK_ADDRESS_ENV = "SYNTHDATA_DASK_ADDRESS"
 
 
 class Plan:
@@ -156,60 +149,8 @@ def make_shard(job: ShardJob, k: int) -> Shard:
     return Shard(k, table)
 
 
-def dask_address(runtime) -> str | None:
-    return os.environ.get(DASK_ADDRESS_ENV) or getattr(runtime, "dask_address", None) or None
-
-
-def _init_local(parent: int) -> None:
-    die_with_parent(parent)
-    torch.set_num_threads(1)  # one process per core
-
-
-def run_local(job: ShardJob, workers: int) -> Iterator[Shard]:
-    """Shards in index order from ``workers`` forked processes (a bounded number in flight); on a GPU the
-    stage process makes them itself (CUDA does not survive a fork)."""
-    if job.device.startswith("cuda") or workers == 1 or job.shards == 1:
-        yield from (make_shard(job, k) for k in range(job.shards))
-        return
-    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_local, initargs=(os.getpid(),)) as pool:
-        pending, submitted = {}, 0
-        for k in range(job.shards):
-            while submitted < job.shards and submitted < k + 2 * workers:
-                pending[submitted] = pool.submit(make_shard, job, submitted)
-                submitted += 1
-            yield pending.pop(k).result()
-
-
-def tune_worker() -> None:
-    """Run on each Dask worker: one torch thread (parallelism comes from the worker's task threads), and glibc's
-    dynamic mmap threshold back: Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_``, which freezes that threshold at
-    128 KiB, so every activation tensor is a fresh mmap and sampling runs at half speed (measured:
-    benchmarks/bench_sampling.py)."""
-    torch.set_num_threads(1)
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None)
-        libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD: tensors below 64 MiB come from the reused heap
-        libc.mallopt(-1, 128 << 20)  # M_TRIM_THRESHOLD: give memory back above 128 MiB of free heap
-
-
-def run_dask(job: ShardJob, address: str) -> Iterator[Shard]:
-    """Shards from a Dask cluster, in the order they finish (a shard that comes back twice is dropped)."""
-    try:
-        from distributed import Client, as_completed
-    except ImportError:
-        raise SynthdataError("runtime.dask_address is set but the 'distributed' package is not installed") from None
-    try:
-        client = Client(address, timeout="20s")
-    except (OSError, TimeoutError) as exc:
-        raise SynthdataError(f"runtime.dask_address: no Dask scheduler at {address} ({exc}); start one or unset it")
-    with client:
-        client.run(tune_worker)
-        futures = client.map(make_shard, [job] * job.shards, range(job.shards), pure=False, retries=3)
-        seen: set[int] = set()
-        for future in as_completed(futures):
-            shard = future.result()
-            if shard.index not in seen:
-                seen.add(shard.index)
-                yield shard
-            future.release()
+def make(job: ShardJob, runtime, workers: int) -> Iterator[Shard]:
+    """Every shard, in index order, made where ``runtime`` says (:func:`synthdata.executors.run`); on a GPU the
+    stage process makes them itself."""
+    inline = job.device.startswith("cuda")
+    return executors.run(functools.partial(make_shard, job), range(job.shards), runtime, workers, inline)

@@ -198,3 +198,23 @@ def repo(built_repo: Path, tmp_path: Path) -> Path:
     dest = tmp_path / "repo"
     shutil.copytree(built_repo, dest, symlinks=True)
     return dest
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One Prefect test server (its ephemeral local API) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def committed(repo: Path, monkeypatch) -> Path:
+    """The built copy with its dvc.lock committed, and this process's environment fit to run stages."""
+    for key, value in tool_env().items():
+        if key == "PATH" or key in GIT_ENV:
+            monkeypatch.setenv(key, value)
+    for argv in (["git", "add", "-A"], ["git", "commit", "-q", "-m", "built"]):
+        subprocess.run(argv, cwd=repo, check=True, env=tool_env(), capture_output=True)
+    return repo

@@ -46,6 +46,43 @@ class FeatureStats:
         return cls(mu, (xc.T @ xc) / (n - 1), n)
 
 
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and centred scatter (sum of outer products about the mean) of a set of feature vectors: what
+    a shard sends back instead of its features. Two sets merge exactly (Chan, Golub and LeVeque's pairwise
+    update: the scatters add, plus the outer product of the difference of the means), so the statistics of a
+    whole dataset come from its shards', merged in shard order: the same bytes whatever ran them."""
+
+    n: int
+    mean: np.ndarray  # (D,) float64
+    scatter: np.ndarray  # (D, D) float64
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> "Moments":
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"features: need a (N, D) array, got shape {x.shape}")
+        mean = x.mean(axis=0) if len(x) else np.zeros(x.shape[1])
+        xc = x - mean
+        return cls(len(x), mean, xc.T @ xc)
+
+    def merge(self, other: "Moments") -> "Moments":
+        if self.mean.shape != other.mean.shape:
+            raise ValueError(f"feature dimensions differ: {self.mean.shape} vs {other.mean.shape}")
+        n = self.n + other.n
+        if not self.n or not other.n:
+            return self if other.n == 0 else other
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.n / n)
+        scatter = self.scatter + other.scatter + np.outer(delta, delta) * (self.n * other.n / n)
+        return Moments(n, mean, scatter)
+
+    def stats(self, what: str = "features") -> FeatureStats:
+        if self.n < 2:
+            raise ValueError(f"{what}: need at least 2 feature vectors, got {self.n}")
+        return FeatureStats(self.mean, self.scatter / (self.n - 1), self.n)
+
+
 def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh(sigma)
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T

@@ -59,7 +59,9 @@ class Inputs:
     """One evaluation's data. Features are float64 (N, D) from the chosen extractor; the feature metrics
     compare the same subsample: ``pick["synthetic"]`` and ``pick["train"]`` (equal sizes), per class
     ``pick["class"][k]`` (synthetic, train, test index arrays or None), and ``pick["prdc"]`` (rows of the
-    synthetic subsample). ``datasets`` holds the uint8 images of "synthetic", "train", "val" and "test"."""
+    synthetic subsample). ``features["synthetic"]`` holds only the synthetic rows some pick uses (the pick's
+    synthetic indices are positions among them), ``moments["synthetic"]`` the moments of every synthetic image.
+    ``datasets`` holds the uint8 images of "synthetic", "train", "val" and "test"."""
 
     features: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
@@ -69,6 +71,7 @@ class Inputs:
     params: Any  # synthdata.params.Params
     device: Any  # torch.device
     baseline: dict  # the reference stage's baseline.json
+    moments: Any = None  # {"synthetic": metrics.fid.Moments of every synthetic image}, merged from the shards'
 
 
 @dataclass(frozen=True)

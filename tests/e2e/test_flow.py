@@ -16,30 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import AFTER_PUBLISH, GIT_ENV, other_generator, run_tool, tool_env
+from tests.conftest import AFTER_PUBLISH, other_generator, run_tool, tool_env
 
 pytestmark = pytest.mark.e2e
 
 AFTER_SAMPLE = ["sample@cgan", "sample@cvae", "evaluate@cgan", "evaluate@cvae", "publish", "report"]
-
-
-@pytest.fixture(scope="session")
-def prefect_api():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture
-def committed(repo: Path, monkeypatch) -> Path:
-    """The built copy with its dvc.lock committed, and this process's environment fit to run stages."""
-    for key, value in tool_env().items():
-        if key == "PATH" or key in GIT_ENV:
-            monkeypatch.setenv(key, value)
-    for argv in (["git", "add", "-A"], ["git", "commit", "-q", "-m", "built"]):
-        subprocess.run(argv, cwd=repo, check=True, env=tool_env(), capture_output=True)
-    return repo
 
 
 def _client():

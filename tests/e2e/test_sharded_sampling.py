@@ -6,12 +6,15 @@ import signal
 from pathlib import Path
 
 import distributed
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from synthdata import prepare, sample, train
+from synthdata import features, prepare, reference, sample, train
+from synthdata.dataset import load_dataset
+from synthdata.executors import DASK_ADDRESS_ENV
 from synthdata.params import load_params
-from synthdata.shards import DASK_ADDRESS_ENV
 from tests.conftest import write_params
 
 pytestmark = pytest.mark.e2e
@@ -55,6 +58,30 @@ def test_two_dask_workers_and_two_local_processes_write_the_bytes_of_one(trained
     assert len([f for f in one if f.endswith(".png")]) == 600
     assert _files(_sample(trained, "local2", monkeypatch, None, workers=2)) == one
     assert _files(_sample(trained, "dask", monkeypatch, cluster.scheduler_address)) == one
+
+
+def test_features_of_a_dataset_are_the_same_bytes_from_any_executor(trained, cluster, monkeypatch):
+    """``evaluate``'s feature shards: kept rows and merged moments are identical from 1 or 2 local processes and
+    from Dask, and equal one pass of the extractor over the loaded dataset."""
+    root = _sample(trained, "featured", monkeypatch, None)
+    ev = {"batch_size": 40, "shard_size": 90}  # 600 rows in 5 chunks of 120 (rounded up to whole batches)
+    params = load_params(write_params(trained, generators=["cgan"], sample=SAMPLE, evaluate=ev))
+    reference.run(params)
+    extractor = features.build(params, torch.device("cpu"))
+    files = pd.read_parquet(root / "metadata.parquet")["file_name"].tolist()
+    keep = np.array([0, 7, 119, 120, 359, 599])
+    runs = []
+    for workers, address in ((1, None), (2, None), (1, cluster.scheduler_address)):
+        if address:
+            monkeypatch.setenv(DASK_ADDRESS_ENV, address)
+        p = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"workers": workers})})
+        kept, moments = features.of_dataset(extractor, p, root, files, keep, "cpu")
+        runs.append((kept.tobytes(), moments.n, moments.mean.tobytes(), moments.scatter.tobytes()))
+    assert runs[1] == runs[0] and runs[2] == runs[0]
+    whole = extractor(load_dataset(root).images)
+    assert np.array_equal(kept, whole[keep])
+    assert moments.n == 600
+    np.testing.assert_allclose(moments.stats().sigma, np.cov(whole, rowvar=False), rtol=1e-9, atol=1e-12)
 
 
 class KillOnce(distributed.WorkerPlugin):

@@ -8,7 +8,7 @@ import pytest
 import scipy.linalg
 
 from synthdata.metrics import FeatureStats, fid_from_features, frechet_distance, kernel_distance, prdc
-from synthdata.metrics.fid import RankDeficientWarning
+from synthdata.metrics.fid import Moments, RankDeficientWarning
 from synthdata.metrics.kid import mmd2_unbiased
 
 
@@ -56,6 +56,27 @@ def test_frechet_distance_rejects_mismatched_dimensions():
         a, b = FeatureStats.of(np.zeros((5, 3)) + np.arange(5)[:, None]), FeatureStats.of(np.ones((5, 4)))
     with pytest.raises(ValueError, match="dimensions differ"):
         frechet_distance(a, b)
+
+
+def test_moments_merged_from_shards_give_the_statistics_of_the_whole_set():
+    rng = np.random.default_rng(3)
+    x = rng.normal(5.0, 2.0, size=(1003, 6)) @ rng.normal(size=(6, 6))  # large mean: the naive sums would lose digits
+    whole = FeatureStats.of(x)
+    parts = [Moments.of(x[lo : lo + 97]) for lo in range(0, len(x), 97)]
+    merged = Moments.of(np.zeros((0, 6)))
+    for part in parts:
+        merged = merged.merge(part)
+    stats = merged.stats()
+    assert stats.n == 1003
+    np.testing.assert_allclose(stats.mu, whole.mu, rtol=1e-13)
+    np.testing.assert_allclose(stats.sigma, whole.sigma, rtol=1e-11, atol=1e-11)
+    assert frechet_distance(stats, whole) == pytest.approx(0.0, abs=1e-8)
+    other = Moments.of(x[:500]).merge(Moments.of(x[500:]))  # another split: the same statistics
+    np.testing.assert_allclose(other.stats().sigma, stats.sigma, rtol=1e-11, atol=1e-11)
+    with pytest.raises(ValueError, match="at least 2"):
+        Moments.of(x[:1]).stats()
+    with pytest.raises(ValueError, match="dimensions differ"):
+        merged.merge(Moments.of(x[:, :3]))
 
 
 def test_kid_known_answer_on_constant_sets():
