@@ -33,6 +33,19 @@ from synthdata.runtime import setup_device
 
 def gate_checks(metrics: dict, params: Params) -> list[dict]:
     g, acc_ratio = params.gate, metrics["acc_ratio"]  # computed once, by the accuracy metric
+    memorized = []
+    if g.max_memorized_fraction is not None:
+        m = metrics["memorized_fraction"]
+        memorized.append(
+            {
+                "check": "memorized_fraction",
+                "value": m,
+                "limit": g.max_memorized_fraction,
+                "op": "<=",
+                "passed": bool(m <= g.max_memorized_fraction),
+                "detail": "share of synthetic images nearer a train image than 99% of the real test images are",
+            }
+        )
     return [
         {
             "check": "fid_ratio",
@@ -50,6 +63,7 @@ def gate_checks(metrics: dict, params: Params) -> list[dict]:
             "passed": bool(acc_ratio >= g.min_acc_ratio),
             "detail": f"acc_synthetic {metrics['acc_synthetic']:.4f} / acc_real {metrics['acc_real']:.4f}",
         },
+        *memorized,
     ]
 
 
@@ -95,11 +109,12 @@ def _inputs(params: Params, name: str) -> tuple[registry.Inputs, features.Extrac
     t = time.perf_counter()
     where = params.runtime.device if dask_address(params.runtime) else str(device)
     syn_dir = Path(params.paths.synthetic) / name
-    kept, moments = features.of_dataset(extractor, params, syn_dir, syn.metadata["file_name"].tolist(), keep, where)
+    files = syn.metadata["file_name"].tolist()
+    kept, moments, nearest = features.of_dataset(extractor, params, syn_dir, files, keep, where, neighbours=True)
     speed = len(syn.labels) / max(time.perf_counter() - t, 1e-9)
     feats = {"synthetic": kept, **feats}
     moments = {"synthetic": moments}
-    inputs = registry.Inputs(feats, labels, pick, datasets, len(names), params, device, baseline, moments)
+    inputs = registry.Inputs(feats, labels, pick, datasets, len(names), params, device, baseline, moments, nearest)
     return inputs, extractor, speed
 
 

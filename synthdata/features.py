@@ -20,8 +20,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from synthdata import classifier, executors
-from synthdata.dataset import decode
+from synthdata import classifier, executors, memorization
+from synthdata.dataset import decode, load_dataset
 from synthdata.errors import SynthdataError
 from synthdata.fsutil import sha256_file
 from synthdata.metrics.fid import Moments
@@ -193,19 +193,21 @@ class ChunkTask:
     root: str  # the dataset folder, readable by the worker
     files: tuple[str, ...]  # the rows' file names (metadata order)
     keep: tuple[int, ...]
-    params: Params  # which extractor (evaluate.*, paths.reference made absolute)
+    params: Params  # which extractor (evaluate.*, paths.reference and paths.prepared made absolute)
     device: str
     sha256: str  # the extractor file the stage uses: a worker that finds another refuses
+    neighbours: bool = False  # also each row's nearest real train image (synthdata.memorization)
 
 
 @dataclass(frozen=True)
 class ChunkFeatures:
     moments: Moments
     kept: np.ndarray  # (len(keep), D) float64
+    nearest: dict | None = None  # {space: (distance float64 (n,), train index int64 (n,))}
 
 
 @functools.lru_cache(maxsize=2)
-def _worker_extractor(params_json: str, device: str) -> Extractor:
+def _worker_extractor(params_json: str, device: str, sha256: str) -> Extractor:  # sha256: a changed file reloads
     from synthdata.runtime import pick_device
 
     return build(Params.model_validate_json(params_json), pick_device(device))
@@ -213,25 +215,60 @@ def _worker_extractor(params_json: str, device: str) -> Extractor:
 
 def chunk_features(task: ChunkTask) -> ChunkFeatures:
     """One chunk's moments and kept features: a pure function of the task (a chunk made twice is harmless)."""
-    extractor = _worker_extractor(task.params.model_dump_json(), task.device)
+    extractor = _worker_extractor(task.params.model_dump_json(), task.device, task.sha256)
     if extractor.sha256 != task.sha256:
         raise SynthdataError(
             f"{extractor.name} feature extractor: sha256 {extractor.sha256[:12]}... on this worker, "
             f"{task.sha256[:12]}... in the stage; give the workers the same {task.params.paths.reference}"
         )
-    feats = extractor(torch.stack(decode(Path(task.root), task.files)))
-    return ChunkFeatures(Moments.of(feats), feats[list(task.keep)])
+    images = torch.stack(decode(Path(task.root), task.files))
+    feats = extractor(images)
+    nearest = None
+    if task.neighbours:
+        train_feats, train_pixels = _train_split(task.params.paths.reference, task.params.paths.prepared, _stamp(task))
+        nearest = {
+            "features": memorization.nearest(feats, train_feats),
+            "pixels": memorization.nearest(memorization.flat(images), train_pixels),
+        }
+    return ChunkFeatures(Moments.of(feats), feats[list(task.keep)], nearest)
+
+
+def _stamp(task: ChunkTask) -> tuple:
+    files = (Path(task.params.paths.reference) / REAL_FILE, Path(task.params.paths.prepared) / "train/metadata.parquet")
+    return tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in files if p.exists())
+
+
+@functools.lru_cache(maxsize=1)
+def _train_split(reference: str, prepared: str, stamp: tuple) -> tuple[np.ndarray, torch.Tensor]:
+    """The real train split's features (from ``reference``'s file) and pixels (uint8 rows), once per worker
+    (``stamp``: the files' times and sizes, so a remade split is read again)."""
+    from synthdata.checkpoint import read_tensors
+
+    path = Path(reference) / REAL_FILE
+    _, state = read_tensors(path, REAL_FORMAT, "real-feature file", "run 'synthdata reference'")
+    return state["train"].numpy(), load_dataset(Path(prepared) / "train", workers=1).images.reshape(
+        len(state["train"]), -1
+    )
 
 
 def of_dataset(
-    extractor: Extractor, params: Params, root: str | Path, files: Sequence[str], keep: np.ndarray, device: str
-) -> tuple[np.ndarray, Moments]:
-    """The features of rows ``keep`` (sorted) of a stored dataset and the moments of all its rows, chunk by chunk
+    extractor: Extractor,
+    params: Params,
+    root: str | Path,
+    files: Sequence[str],
+    keep: np.ndarray,
+    device: str,
+    neighbours: bool = False,
+) -> tuple[np.ndarray, Moments, dict | None]:
+    """The features of rows ``keep`` (sorted) of a stored dataset, the moments of all its rows and, with
+    ``neighbours``, every row's nearest real train image in features and pixels (``{space: (distance, index)}``,
+    :mod:`synthdata.memorization`), chunk by chunk
     (``evaluate.shard_size`` rows, rounded up to whole extractor batches, so every row is featurised in the
     batch it would be in one pass) on local processes or the Dask cluster of ``runtime.dask_address``; chunks
     are merged in order, so the result does not depend on where they ran."""
     size = -(-params.evaluate.shard_size // extractor.batch) * extractor.batch
-    paths = params.paths.model_copy(update={"reference": str(Path(params.paths.reference).resolve())})
+    absolute = {k: str(Path(getattr(params.paths, k)).resolve()) for k in ("reference", "prepared")}
+    paths = params.paths.model_copy(update=absolute)
     portable = params.model_copy(update={"paths": paths})
     tasks = []
     for lo in range(0, len(files), size):
@@ -245,10 +282,16 @@ def of_dataset(
                 portable,
                 device,
                 extractor.sha256,
+                neighbours,
             )
         )
     inline = device.startswith("cuda")
     parts = list(executors.run(chunk_features, tasks, params.runtime, params.evaluate.workers, inline))
     moments = functools.reduce(Moments.merge, (p.moments for p in parts), Moments.of(np.zeros((0, extractor.dim))))
     kept = np.concatenate([p.kept for p in parts]) if parts else np.zeros((0, extractor.dim))
-    return kept, moments
+    nearest = None
+    if neighbours:
+        nearest = {
+            s: tuple(np.concatenate([p.nearest[s][i] for p in parts]) for i in (0, 1)) for s in memorization.SPACES
+        }
+    return kept, moments, nearest

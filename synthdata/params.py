@@ -197,6 +197,12 @@ class GateParams(Section):
 
     max_fid_ratio: float = Field(8.0, gt=0, description="largest allowed fid / fid_floor")
     min_acc_ratio: float = Field(0.9, ge=0, le=1, description="smallest allowed acc_synthetic / acc_real")
+    max_memorized_fraction: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="largest allowed share of memorized synthetic images (synthdata.memorization); null: not checked",
+    )
 
 
 class PublishParams(Section):

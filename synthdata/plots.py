@@ -27,6 +27,20 @@ def sample_grid(
     Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
 
 
+def pairs_grid(pairs: list[tuple[torch.Tensor, torch.Tensor]], path: Path, scale: int | None = None) -> None:
+    """A PNG with one row per pair of uint8 images (C, H, W) of one size, side by side (left: the first)."""
+    c, h, w = pairs[0][0].shape if pairs else (1, 8, 8)
+    scale = scale or max(1, 64 // max(h, w))
+    pad = 1
+    grid = np.full((max(1, len(pairs)) * (h + pad) + pad, 2 * (w + pad) + 2 * pad, c), 128, np.uint8)
+    for k, pair in enumerate(pairs):
+        for j, img in enumerate(pair):
+            y, x = pad + k * (h + pad), pad + j * (w + 2 * pad)
+            grid[y : y + h, x : x + w] = img.permute(1, 2, 0).numpy()
+    grid = grid.repeat(scale, 0).repeat(scale, 1)
+    Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
+
+
 def _figure():
     import matplotlib
 

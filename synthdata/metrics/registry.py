@@ -72,6 +72,7 @@ class Inputs:
     device: Any  # torch.device
     baseline: dict  # the reference stage's baseline.json
     moments: Any = None  # {"synthetic": metrics.fid.Moments of every synthetic image}, merged from the shards'
+    nearest: Any = None  # {space: (distance, index)}: every synthetic image's nearest real train image
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,9 @@
 - ``accuracy``: one CNN and budget trained on the synthetic set and on real + synthetic, selected on the real
   val split, scored on the real test split, over ``evaluate.seeds`` seeds; ``acc_real`` is the reference
   stage's baseline (same seeds, so only the training data differs).
+- ``memorization``: the share of synthetic images nearer a real train image than 99% of the real test images are
+  (domain features or pixels; :mod:`synthdata.memorization`), overall and per class, and a picture of the
+  nearest ones beside their train neighbours.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synthdata import classifier, plots
+from synthdata import classifier, memorization, plots
 from synthdata.metrics.fid import FeatureStats, frechet_distance
 from synthdata.metrics.kid import kernel_distance
 from synthdata.metrics.prdc import prdc as prdc_values
@@ -238,3 +241,72 @@ def accuracy(x: Inputs) -> Result:
     }
     per_class = [{f"acc_{way}": acc[way]["per_class"][k] for way in acc} for k in range(n)]
     return Result(values, counts=counts, per_class=per_class, details=acc)
+
+
+def _write_memorization(folder: Path, result: Result, x: Inputs, generator: str) -> None:
+    """``memorized.png``: the synthetic images nearest to a train image (relative to the threshold), each beside
+    that train neighbour; ``memorized.csv``: their rows, distances and neighbours."""
+    d = result.details
+    rows = d["closest"]
+    with open(folder / "memorized.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["row", "class", "space", "distance", "threshold", "train_row", "flagged"])
+        w.writeheader()
+        w.writerows(rows)
+    syn, train = x.datasets["synthetic"].images, x.datasets["train"].images
+    pairs = [(syn[r["row"]], train[r["train_row"]]) for r in rows]
+    plots.pairs_grid(pairs, folder / "memorized.png")
+
+
+@register_metric(
+    "memorization",
+    columns=(
+        Column("memorized_fraction", "memorized", release=True),
+        Column("memorized_fraction_worst_class", report=False),
+    ),
+    write=_write_memorization,
+)
+def memorization_check(x: Inputs) -> Result:
+    """Share of synthetic images nearer a real train image than 99% of the real test images are (features or
+    pixels), overall and per class."""
+    if x.nearest is None:
+        return Result({"memorized_fraction": None, "memorized_fraction_worst_class": None})  # no neighbours given
+    train, test = x.datasets["train"].images, x.datasets["test"].images
+    test_to_train = {
+        "features": memorization.nearest(x.features["test"], x.features["train"])[0],
+        "pixels": memorization.nearest(memorization.flat(test), memorization.flat(train))[0],
+    }
+    verdict = memorization.judge({s: x.nearest[s][0] for s in memorization.SPACES}, test_to_train)
+    floor = memorization.judge(test_to_train, test_to_train).fraction()  # real held-out images, same rule
+    y = x.labels["synthetic"]
+    per_class = [{"memorized_fraction": verdict.fraction(np.flatnonzero(y == k))} for k in range(x.num_classes)]
+    worst = np.nanmax([r["memorized_fraction"] for r in per_class]) if len(y) else float("nan")
+    order = np.argsort(verdict.closeness, kind="stable")[: max(1, x.params.evaluate.grid_per_class)]
+    names = x.datasets["train"].class_names
+    closest = []
+    for row in order:
+        space = min(memorization.SPACES, key=lambda s: x.nearest[s][0][row] / max(verdict.thresholds[s], 1e-12))
+        closest.append(
+            {
+                "row": int(row),
+                "class": names[int(y[row])],
+                "space": space,
+                "distance": float(x.nearest[space][0][row]),
+                "threshold": verdict.thresholds[space],
+                "train_row": int(x.nearest[space][1][row]),
+                "flagged": bool(verdict.flagged[row]),
+            }
+        )
+    values = {
+        "memorized_fraction": verdict.fraction(),
+        "memorized_fraction_features": verdict.fraction(space="features"),
+        "memorized_fraction_pixels": verdict.fraction(space="pixels"),
+        "memorized_fraction_worst_class": float(worst),
+        "memorized_fraction_floor": floor,
+    }
+    details = {
+        "percentile": memorization.PERCENTILE,
+        "thresholds": verdict.thresholds,
+        "test_memorized_fraction": {s: float((test_to_train[s] < verdict.thresholds[s]).mean()) for s in test_to_train},
+        "closest": closest,
+    }
+    return Result(values, counts={"memorized_n": len(y)}, per_class=per_class, details=details)

@@ -1,6 +1,7 @@
 """The evaluate stage and its quality gate through the real CLI: a perfect "generator" (a copy of the real
-train split) passes the default thresholds; noise images fail it with the failed checks named, and then
-are neither published nor released, while the report says why."""
+train split) passes the default thresholds (and is fully memorized, which the optional memorization check
+stops); noise images fail it with the failed checks named, and then are neither published nor released, while
+the report says why."""
 
 import json
 import shutil
@@ -47,6 +48,30 @@ def test_gate_passes_a_perfect_generator(prepared):
     assert metrics["fid"] == pytest.approx(metrics["fid_floor"], rel=1e-9)  # same images, same protocol
     assert metrics["acc_synthetic"] == pytest.approx(metrics["acc_real"])  # same data, same seeds
     assert metrics["precision"] > 0.5 and metrics["coverage"] > 0.5
+    assert metrics["memorized_fraction"] == 1.0  # every image is a train image: distance 0 in both spaces
+    assert 0.0 < metrics["memorized_fraction_floor"] <= 0.03  # held-out real images, by the same rule
+    assert (out / "memorized.png").is_file() and pd.read_csv(out / "memorized.csv")["distance"].max() == 0.0
+
+
+def test_a_memorizing_generator_fails_the_optional_gate_and_is_not_published(prepared, tmp_path):
+    tmp, _ = prepared
+    params = write_params(
+        tmp,
+        generators=["cgan"],
+        gate={**GATE, "max_memorized_fraction": 0.05},
+        evaluate={"kid_subsets": 5, "classifier": CLASSIFIER},
+    )
+    shutil.rmtree(tmp / "data/synthetic/cgan", ignore_errors=True)
+    shutil.copytree(tmp / "data/prepared/train", tmp / "data/synthetic/cgan")  # a generator that copies
+    result = run_cli("evaluate", "--params", str(params), "--generator", "cgan")
+    assert result.returncode == 0, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "quality gate FAILED: memorized_fraction 1.000 (limit <= 0.05" in line
+    gate = json.loads((tmp / "data/evaluation/cgan/gate.json").read_text())
+    assert [c["check"] for c in gate["checks"] if not c["passed"]] == ["memorized_fraction"]
+    assert run_cli("publish", "--params", str(params)).returncode == 0
+    manifest = json.loads((tmp / "data/published/manifest.json").read_text())
+    assert manifest["published"] is False and "memorized_fraction" in json.dumps(manifest)
 
 
 def test_gate_stops_noise_images_from_being_published(prepared):
@@ -79,6 +104,7 @@ def test_gate_stops_noise_images_from_being_published(prepared):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["fid"] > GATE["max_fid_ratio"] * metrics["fid_floor"]
     assert metrics["acc_synthetic"] < 0.5 and metrics["n_synthetic"] == 300
+    assert metrics["memorized_fraction"] == 0.0
     assert len(pd.read_csv(out / "per_class.csv")) == 10
 
     assert run_cli("publish", "--params", str(params)).returncode == 0

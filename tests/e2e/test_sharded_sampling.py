@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from synthdata import features, prepare, reference, sample, train
+from synthdata import features, memorization, prepare, reference, sample, train
 from synthdata.dataset import load_dataset
 from synthdata.executors import DASK_ADDRESS_ENV
 from synthdata.params import load_params
@@ -61,8 +61,8 @@ def test_two_dask_workers_and_two_local_processes_write_the_bytes_of_one(trained
 
 
 def test_features_of_a_dataset_are_the_same_bytes_from_any_executor(trained, cluster, monkeypatch):
-    """``evaluate``'s feature shards: kept rows and merged moments are identical from 1 or 2 local processes and
-    from Dask, and equal one pass of the extractor over the loaded dataset."""
+    """``evaluate``'s feature shards: kept rows, merged moments and nearest train neighbours are identical from 1
+    or 2 local processes and from Dask, and equal one pass over the loaded dataset."""
     root = _sample(trained, "featured", monkeypatch, None)
     ev = {"batch_size": 40, "shard_size": 90}  # 600 rows in 5 chunks of 120 (rounded up to whole batches)
     params = load_params(write_params(trained, generators=["cgan"], sample=SAMPLE, evaluate=ev))
@@ -75,11 +75,16 @@ def test_features_of_a_dataset_are_the_same_bytes_from_any_executor(trained, clu
         if address:
             monkeypatch.setenv(DASK_ADDRESS_ENV, address)
         p = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"workers": workers})})
-        kept, moments = features.of_dataset(extractor, p, root, files, keep, "cpu")
-        runs.append((kept.tobytes(), moments.n, moments.mean.tobytes(), moments.scatter.tobytes()))
+        kept, moments, near = features.of_dataset(extractor, p, root, files, keep, "cpu", neighbours=True)
+        neighbours = [a.tobytes() for space in sorted(near) for a in near[space]]
+        runs.append((kept.tobytes(), moments.n, moments.mean.tobytes(), moments.scatter.tobytes(), *neighbours))
     assert runs[1] == runs[0] and runs[2] == runs[0]
-    whole = extractor(load_dataset(root).images)
+    images = load_dataset(root).images
+    whole = extractor(images)
     assert np.array_equal(kept, whole[keep])
+    train = load_dataset(trained / "data/prepared/train").images
+    want = memorization.nearest(memorization.flat(images), memorization.flat(train))
+    assert np.array_equal(near["pixels"][0], want[0]) and np.array_equal(near["pixels"][1], want[1])
     assert moments.n == 600
     np.testing.assert_allclose(moments.stats().sigma, np.cov(whole, rowvar=False), rtol=1e-9, atol=1e-12)
 
