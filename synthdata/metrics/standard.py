@@ -246,8 +246,9 @@ def accuracy(x: Inputs) -> Result:
 def _write_memorization(folder: Path, result: Result, x: Inputs, generator: str) -> None:
     """``memorized.png``: the synthetic images nearest to a train image (relative to the threshold), each beside
     that train neighbour; ``memorized.csv``: their rows, distances and neighbours."""
-    d = result.details
-    rows = d["closest"]
+    if result.details is None:  # no neighbours were given
+        return
+    rows = result.details["closest"]
     with open(folder / "memorized.csv", "w", newline="") as f:
         w = csv.DictWriter(f, ["row", "class", "space", "distance", "threshold", "train_row", "flagged"])
         w.writeheader()

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from synthdata import classifier
+from synthdata import classifier, memorization
 from synthdata.metrics import registry
+from synthdata.metrics.fid import Moments
 from synthdata.metrics.standard import subsample
 from synthdata.params import load_params
 from tests.conftest import write_params
@@ -59,6 +60,10 @@ def inputs(tmp_path_factory) -> registry.Inputs:
         ep.seeds,
         torch.device("cpu"),
     )
+    nearest = {  # what evaluate's feature shards send back: every synthetic image's nearest train image
+        "features": memorization.nearest(feats["synthetic"], feats["train"]),
+        "pixels": memorization.nearest(memorization.flat(d["synthetic"].images), memorization.flat(d["train"].images)),
+    }
     return registry.Inputs(
         feats,
         labels,
@@ -68,6 +73,8 @@ def inputs(tmp_path_factory) -> registry.Inputs:
         params,
         torch.device("cpu"),
         {"real": classifier.summarize(runs)},
+        {"synthetic": Moments.of(feats["synthetic"])},
+        nearest,
     )
 
 
