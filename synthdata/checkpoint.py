@@ -24,7 +24,9 @@ from synthdata.fsutil import atomic_write_bytes, sha256_file, write_json
 
 FORMAT = "synthdata-checkpoint/1"
 CLASSIFIER_FORMAT = "synthdata-classifier/1"
-FILE = "checkpoint.pt"
+FILE = "checkpoint.pt"  # the last step's full state: what a resumed run continues from
+SELECTED = "selected.pt"  # with train.select_every: the best step on the real val split (what sample uses)
+SELECTION = "selection.csv"  # its curve: step and every val criterion (resume reads it back)
 LOSSES = "losses.csv"  # the training losses beside the checkpoint (resume reads it back)
 
 
@@ -75,9 +77,11 @@ def save(
     step: int,
     meta: dict[str, Any],
     rng: dict[str, Any] | None = None,
+    file: str = FILE,
 ) -> str:
-    """Write checkpoint.pt and checkpoint.json into ``folder``; returns the sha256 of checkpoint.pt.
-    ``rng`` defaults to this process's torch RNG state (distributed training adds every rank's)."""
+    """Write ``file`` (checkpoint.pt) and its JSON description (checkpoint.json) into ``folder``; returns the
+    sha256 of ``file``. ``rng`` defaults to this process's torch RNG state (distributed training adds every
+    rank's)."""
     info = {
         "format": FORMAT,
         "generator": model.name,
@@ -89,7 +93,7 @@ def save(
         **meta,
     }
     sha = write_tensors(
-        folder / FILE,
+        folder / file,
         info,
         {
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -97,7 +101,7 @@ def save(
             "rng": rng or {"torch": torch.get_rng_state()},
         },
     )
-    write_json(folder / "checkpoint.json", {**info, "sha256": sha})
+    write_json(folder / Path(file).with_suffix(".json"), {**info, "sha256": sha})
     return sha
 
 
@@ -116,11 +120,13 @@ def build(info: dict[str, Any]) -> generators.Generator:
 def load_generator(
     location: str | os.PathLike, expect: str | None = None, device: str | torch.device = "cpu"
 ) -> generators.Generator:
-    """Rebuild a trained generator from its checkpoint (sampling networks in eval mode).
+    """Rebuild a trained generator from its checkpoint (sampling networks in eval mode): a file, or a model
+    folder (its selected snapshot when training selected one on val, else its last checkpoint).
 
     The result carries ``class_names``, ``checkpoint_sha256`` and ``checkpoint_path`` for provenance.
     """
-    path = _path(location)
+    selected = Path(location) / SELECTED
+    path = selected if selected.is_file() else _path(location)
     info, state = read(path)
     if expect is not None and info["generator"] != expect:
         raise SynthdataError(

@@ -96,6 +96,16 @@ class TrainCommon(Section):
     seed: int = Field(0, ge=0)
     checkpoint_every: int = Field(500, gt=0)
     log_every: int = Field(25, gt=0)
+    select_every: int = Field(
+        0,
+        ge=0,
+        description="steps between scorings of the sampling networks on the real val split; the best step's "
+        "snapshot is the generator sample uses (synthdata.selection); 0: the last step's",
+    )
+    select_metric: Literal["val_fid_ratio", "val_class_fid_ratio_max"] = Field(
+        "val_fid_ratio", description="the selection criterion (lower is better)"
+    )
+    select_images: int = Field(1000, ge=20, le=100_000, description="images generated per scoring (and real floor)")
 
 
 def _train_model() -> type[Section]:

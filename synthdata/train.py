@@ -35,7 +35,8 @@ from synthdata.fsutil import atomic_dir, replace_dir, sha256_file, write_json
 from synthdata.params import Params, resolved
 from synthdata.runtime import fast_path, setup_device
 from synthdata.seeding import derive
-from synthdata.trainer import Every, LossTable, OnStep, Trainer
+from synthdata.selection import ValScorer
+from synthdata.trainer import Every, Hook, LossTable, OnStep, Trainer
 
 
 def _resume_point(out: Path, partial: Path, expect: dict, size: int) -> tuple[Path | None, dict]:
@@ -61,7 +62,13 @@ def _expect(params: Params, name: str) -> dict:
         "seed": params.train.seed,
         "data_sha256": sha256_file(Path(params.paths.prepared) / "train" / "metadata.parquet"),
         "config_wo_steps": {k: v for k, v in cfg.model_dump(mode="json").items() if k != "steps"},
+        "select": _select_meta(params),  # a run scored another way is not resumed (its past steps are gone)
     }
+
+
+def _select_meta(params: Params) -> dict | None:
+    t = params.train
+    return {"every": t.select_every, "metric": t.select_metric, "images": t.select_images} if t.select_every else None
 
 
 def _check_world(source: Path | None, info: dict, size: int) -> None:
@@ -118,12 +125,17 @@ def _run(params: Params, name: str, resume: bool, progress: bool | None, on_step
     partial = out.with_name(f"{name}.partial")
     meta = {"seed": common.seed, "class_names": data.class_names, "data_sha256": _expect(params, name)["data_sha256"]}
     meta.update({"world_size": world.size} if world.distributed else {})
-    start, rows = _restore(params, name, model, optimizers, partial, world, resume)
+    meta.update({"select": _select_meta(params)} if common.select_every else {})
+    start, rows, picks = _restore(params, name, model, optimizers, partial, world, resume)
 
     def save(step: int) -> None:
-        _save(partial, model, optimizers, step, meta, rows, world)
+        _save(partial, model, optimizers, step, meta, rows, world, picks)
 
-    hooks = [LossTable(rows, common.log_every, cfg.steps), Every(common.checkpoint_every, cfg.steps, save)]
+    hooks = [LossTable(rows, common.log_every, cfg.steps)]
+    if common.select_every and world.main:  # rank 0 scores; the others wait for it at the next step's collectives
+        scorer = ValScorer(params, name, device)
+        hooks.append(Select(scorer, picks, common.select_every, cfg.steps, common.select_metric, partial, meta))
+    hooks.append(Every(common.checkpoint_every, cfg.steps, save))
     hooks += [OnStep(on_step)] if on_step is not None else []
     images, labels, fast = data.images.to(device), data.labels.to(device), fast_path(params.runtime, device)
     trainer = Trainer(
@@ -137,8 +149,9 @@ def _run(params: Params, name: str, resume: bool, progress: bool | None, on_step
     seconds = time.perf_counter() - t0
     save(cfg.steps)
     summary = _summary(name, cfg, start, seconds, len(data.labels), device, world)
+    summary.update(_selected(picks, common.select_metric) if common.select_every else {})
     if world.main:
-        _finish(params, name, partial, out, rows, summary)
+        _finish(params, name, partial, out, rows, summary, picks)
     world.barrier()
     distributed.stop(world)
     return summary
@@ -160,13 +173,52 @@ def _progress_bar(progress: bool | None, start: int, total: int, desc: str) -> C
     return bar
 
 
-def _finish(params: Params, name: str, partial: Path, out: Path, rows: list[dict], summary: dict) -> None:
+def _finish(
+    params: Params, name: str, partial: Path, out: Path, rows: list[dict], summary: dict, picks: list[dict]
+) -> None:
     """The run's parameters, its summary and loss plots, then the finished run replaces ``out`` whole."""
     write_json(partial / "params.json", resolved(params))
     # the file holds only what the inputs decide (byte-reproducible); timings and resumption are printed
-    write_json(partial / "summary.json", {k: summary[k] for k in ("generator", "steps", "device")})
-    _write_loss_plots(checkpoint.loss_plots(params.paths.models, name), rows)
+    kept = ("generator", "steps", "device") + tuple(k for k in summary if k.startswith("selected"))
+    write_json(partial / "summary.json", {k: summary[k] for k in kept})
+    _write_loss_plots(checkpoint.loss_plots(params.paths.models, name), rows, picks)
     replace_dir(partial, out)
+
+
+def _selected(picks: list[dict], metric: str) -> dict:
+    """The chosen step of the selection curve and its scores (the first of equal best scores)."""
+    if not picks:
+        return {}
+    best = min(picks, key=lambda r: (_score(r, metric), int(r["step"])))
+    return {
+        "selected_step": int(best["step"]),
+        "selected_metric": metric,
+        "selected_scores": {k: float(v) for k, v in best.items() if k != "step"},
+    }
+
+
+def _score(row: dict, metric: str) -> float:
+    value = float(row[metric])
+    return value if value == value else float("inf")  # nan is never the best
+
+
+class Select(Hook):
+    """Every ``every`` steps and at the last: score the sampling networks on the real val split; a step better
+    than every earlier one (strictly) writes its snapshot as ``selected.pt`` (the generator ``sample`` uses)."""
+
+    def __init__(self, scorer, picks: list[dict], every: int, last: int, metric: str, folder: Path, meta: dict):
+        self.scorer, self.picks, self.every, self.last = scorer, picks, every, last
+        self.metric, self.folder, self.meta = metric, folder, meta
+
+    def after_step(self, trainer: Trainer, step: int, losses: dict[str, float]) -> None:
+        if step % self.every and step != self.last:
+            return
+        best = min((_score(r, self.metric) for r in self.picks), default=float("inf"))
+        scores = self.scorer(trainer.model)
+        self.picks.append({"step": step, **{k: repr(float(v)) for k, v in scores.items()}})
+        if _score(self.picks[-1], self.metric) < best:
+            model, optimizers = trainer.model, trainer.optimizers
+            checkpoint.save(self.folder, model, optimizers, step, self.meta, file=checkpoint.SELECTED)
 
 
 def _build(name: str, cfg, data, seed: int, device: torch.device, channels_last: bool) -> generators.Generator:
@@ -179,10 +231,11 @@ def _build(name: str, cfg, data, seed: int, device: torch.device, channels_last:
 
 
 def _restore(params: Params, name: str, model, optimizers, partial: Path, world: World, resume: bool):
-    """(start step, loss rows): from the run to resume (weights, optimizer and RNG states), else (0, []);
-    leaves ``partial`` ready for this run's checkpoints (rank 0 prepares it; every rank reads)."""
+    """(start step, loss rows, selection rows): from the run to resume (weights, optimizer and RNG states),
+    else (0, [], []); leaves ``partial`` ready for this run's checkpoints (rank 0 prepares it; every rank
+    reads)."""
     out, cfg = Path(params.paths.models) / name, params.generator_config(name)
-    start, rows = 0, []
+    start, rows, picks = 0, [], []
     source, info = _resume_point(out, partial, _expect(params, name), world.size) if resume else (None, {})
     _check_world(source, info, world.size)
     if source is not None:
@@ -195,6 +248,9 @@ def _restore(params: Params, name: str, model, optimizers, partial: Path, world:
         start = min(info["step"], cfg.steps)
         with open(source / LOSSES, newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start]
+        if (source / checkpoint.SELECTION).is_file():
+            with open(source / checkpoint.SELECTION, newline="") as f:
+                picks = [r for r in csv.DictReader(f) if int(r["step"]) <= start]
         if world.main:
             print(f"train {name}: resuming from {source} at step {start}")
     world.barrier()  # every rank has read the checkpoint before rank 0 touches the partial folder
@@ -202,32 +258,43 @@ def _restore(params: Params, name: str, model, optimizers, partial: Path, world:
         if source != partial:
             shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True, exist_ok=True)
-        locks.remove_stale(partial / checkpoint.FILE)  # a half-written checkpoint of a killed run
-    return start, rows
+        for stale in (checkpoint.FILE, checkpoint.SELECTED):
+            locks.remove_stale(partial / stale)  # a half-written checkpoint of a killed run
+        if source not in (None, partial) and picks:  # a finished run extended: its selected snapshot goes along
+            for f in (checkpoint.SELECTED, Path(checkpoint.SELECTED).with_suffix(".json").name):
+                shutil.copy2(source / f, partial / f)
+    return start, rows, picks
 
 
-def _write_loss_plots(folder: Path, rows: list[dict]) -> None:
-    """One ``step,<loss>`` CSV per loss (DVC draws one chart per file, its last column against ``step``)."""
-    keys = sorted({k for r in rows for k in r} - {"step"})
+def _write_loss_plots(folder: Path, rows: list[dict], picks: list[dict] | None = None) -> None:
+    """One ``step,<loss>`` CSV per loss, and one per selection criterion on val (DVC draws one chart per file,
+    its last column against ``step``)."""
     with atomic_dir(folder) as tmp:
-        for key in keys:
-            with open(tmp / f"{key}.csv", "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["step", key])
-                writer.writerows([r["step"], r[key]] for r in rows if key in r)
+        for table in (rows, picks or []):
+            for key in sorted({k for r in table for k in r} - {"step"}):
+                with open(tmp / f"{key}.csv", "w", newline="") as f:
+                    writer = csv.writer(f)
+                    writer.writerow(["step", key])
+                    writer.writerows([r["step"], r[key]] for r in table if key in r)
 
 
-def _save(folder: Path, model, optimizers, step: int, meta: dict, rows: list[dict], world: World) -> None:
-    """Rank 0 writes the loss table and the checkpoint, with every rank's RNG state (collective)."""
+def _save(
+    folder: Path, model, optimizers, step: int, meta: dict, rows: list[dict], world: World, picks: list[dict]
+) -> None:
+    """Rank 0 writes the loss table (and selection curve) and the checkpoint, with every rank's RNG state
+    (collective)."""
     states = world.gather(torch.get_rng_state())
     if not world.main:
         return
-    fields = ["step"] + sorted({k for r in rows for k in r} - {"step"})
-    tmp = folder / f".{LOSSES}.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, folder / LOSSES)
+    for name, table in ((LOSSES, rows), (checkpoint.SELECTION, picks)):
+        if name == checkpoint.SELECTION and not table:
+            continue
+        fields = ["step"] + sorted({k for r in table for k in r} - {"step"})
+        tmp = folder / f".{name}.tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(table)
+        os.replace(tmp, folder / name)
     rng = {"torch": states[0], "torch_ranks": states} if world.distributed else None
     checkpoint.save(folder, model, optimizers, step, meta, rng)

@@ -1,0 +1,102 @@
+"""Checkpoint selection on the real val split (issue 20): trained with the test split removed, scored every 2
+steps, the best step's snapshot is what ``sample`` uses; the curve is a plot, the step is in the summary; a run
+killed and resumed selects the same bytes; the training trajectory is the same as without selection."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from synthdata import checkpoint, prepare, reference, sample, train
+from synthdata.fsutil import sha256_file
+from synthdata.params import load_params
+from synthdata.runtime import pick_device
+from synthdata.selection import ValScorer
+from tests.conftest import write_params
+
+pytestmark = pytest.mark.e2e
+SELECT = {"select_every": 2, "select_images": 200}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("select")
+    params = load_params(write_params(tmp, generators=["cgan"]))
+    prepare.run(params)
+    reference.run(params)
+    shutil.rmtree(tmp / "data/prepared/test")  # training and selection never open it
+    return tmp
+
+
+def _params(tmp: Path, models: str, **train_over):
+    from tests.conftest import TINY_TRAIN
+
+    params = load_params(write_params(tmp, generators=["cgan"], train={**TINY_TRAIN, **train_over}))
+    return params.model_copy(update={"paths": params.paths.model_copy(update={"models": str(tmp / models)})})
+
+
+def _curve(folder: Path) -> list[dict]:
+    with open(folder / checkpoint.SELECTION, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_best_step_on_val_is_the_generator_sample_uses(project):
+    params = _params(project, "models", **SELECT)
+    train.run(params, "cgan", progress=False)
+    out = project / "models/cgan"
+    curve = _curve(out)
+    assert [int(r["step"]) for r in curve] == [2, 4, 6]
+    summary = json.loads((out / "summary.json").read_text())
+    scores = [float(r["val_fid_ratio"]) for r in curve]
+    best = min(range(3), key=lambda i: scores[i])
+    assert summary["selected_step"] == 2 * (best + 1) and summary["selected_metric"] == "val_fid_ratio"
+    assert checkpoint.read(out / checkpoint.SELECTED)[0]["step"] == summary["selected_step"]
+    # the snapshot is that step's: scoring it again gives the recorded score, bit for bit
+    scorer = ValScorer(params, "cgan", pick_device("cpu"))
+    again = scorer(checkpoint.load_generator(out))
+    assert repr(again["val_fid_ratio"]) == curve[best]["val_fid_ratio"]
+    plots = checkpoint.loss_plots(params.paths.models, "cgan")
+    assert (plots / "val_fid_ratio.csv").is_file() and (plots / "val_class_fid_ratio_max.csv").is_file()
+    # sample reads the selected snapshot, and says so per image
+    sample.run(params, "cgan", progress=False)
+    meta = pd.read_parquet(Path(params.paths.synthetic) / "cgan/metadata.parquet")
+    assert set(meta["checkpoint_sha256"]) == {sha256_file(out / checkpoint.SELECTED)}
+
+    # selection changes nothing of the training itself
+    plain = _params(project, "plain")
+    train.run(plain, "cgan", progress=False)
+    a, b = checkpoint.read(out)[1]["model"], checkpoint.read(project / "plain/cgan")[1]["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not (project / "plain/cgan" / checkpoint.SELECTED).exists()
+
+
+def test_a_killed_selecting_run_resumes_to_the_same_selection(project):
+    whole = _params(project, "whole", **SELECT, checkpoint_every=3)
+    train.run(whole, "cgan", progress=False)
+    split = _params(project, "split", **SELECT, checkpoint_every=3)
+
+    def stop_at_5(step):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.run(split, "cgan", progress=False, on_step=stop_at_5)
+    assert [int(r["step"]) for r in _curve(project / "split/cgan.partial")] == [2]  # saved with step 3
+    assert train.run(split, "cgan", progress=False)["resumed_from"] == 3
+    for f in (checkpoint.SELECTED, checkpoint.SELECTION, "summary.json"):
+        assert (project / "whole/cgan" / f).read_bytes() == (project / "split/cgan" / f).read_bytes(), f
+
+
+def test_changing_the_selection_starts_over(project):
+    params = _params(project, "change", **SELECT)
+    train.run(params, "cgan", progress=False)
+    again = _params(project, "change", select_every=3, select_images=200)
+    summary = train.run(again, "cgan", progress=False)
+    assert summary["resumed_from"] == 0
+    assert [int(r["step"]) for r in _curve(project / "change/cgan")] == [3, 6]
