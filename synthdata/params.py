@@ -106,6 +106,19 @@ class TrainCommon(Section):
         "val_fid_ratio", description="the selection criterion (lower is better)"
     )
     select_images: int = Field(1000, ge=20, le=100_000, description="images generated per scoring (and real floor)")
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="train one run per seed (one after another) and keep the best on the real val split; "
+        "empty: one run with train.seed",
+    )
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct, got {v}")
+        return v
 
 
 def _train_model() -> type[Section]:

@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -62,13 +63,33 @@ def _expect(params: Params, name: str) -> dict:
         "seed": params.train.seed,
         "data_sha256": sha256_file(Path(params.paths.prepared) / "train" / "metadata.parquet"),
         "config_wo_steps": {k: v for k, v in cfg.model_dump(mode="json").items() if k != "steps"},
-        "select": _select_meta(params),  # a run scored another way is not resumed (its past steps are gone)
+        "select": _select_meta(params, name),  # a run scored another way is not resumed (its past steps are gone)
     }
 
 
-def _select_meta(params: Params) -> dict | None:
+def _select_every(params: Params, name: str) -> int:
+    """Steps between scorings on val: ``train.select_every``; with ``train.seeds`` at least the last step."""
     t = params.train
-    return {"every": t.select_every, "metric": t.select_metric, "images": t.select_images} if t.select_every else None
+    return t.select_every or (params.generator_config(name).steps if t.seeds else 0)
+
+
+def _select_meta(params: Params, name: str) -> dict | None:
+    t, every = params.train, _select_every(params, name)
+    return {"every": every, "metric": t.select_metric, "images": t.select_images} if every else None
+
+
+@dataclass(frozen=True)
+class Dirs:
+    """Where one training run lives: the finished run, the run in progress, the loss-plot folder."""
+
+    out: Path
+    partial: Path
+    plots: Path
+
+    @classmethod
+    def of(cls, params: Params, name: str) -> "Dirs":
+        out = Path(params.paths.models) / name
+        return cls(out, out.with_name(f"{name}.partial"), checkpoint.loss_plots(params.paths.models, name))
 
 
 def _check_world(source: Path | None, info: dict, size: int) -> None:
@@ -93,8 +114,15 @@ def run(
     owner = not distributed.launched() or (not distributed.launched_by_stage() and os.environ["RANK"] == "0")
     with locks.hold(writes=writes, reads=[params.paths.prepared]) if owner else contextlib.nullcontext():
         if nproc > 1 and not distributed.launched():
+            if len(params.train.seeds) > 1:
+                raise SynthdataError(
+                    f"train.seeds: {len(params.train.seeds)} seeds run one after another in one process; "
+                    "set runtime.nproc: 1 (seeds under torchrun are not supported yet)"
+                )
             return _launch(params, name, resume, nproc)
-        return _run(params, name, resume, progress, on_step)
+        if params.train.seeds:
+            return _run_seeds(params, name, resume, progress, on_step)
+        return _run(params, name, resume, progress, on_step, Dirs.of(params, name))
 
 
 def _launch(params: Params, name: str, resume: bool, nproc: int) -> dict:
@@ -115,26 +143,28 @@ def _launch(params: Params, name: str, resume: bool, nproc: int) -> dict:
     return {**summary, "nproc": nproc}
 
 
-def _run(params: Params, name: str, resume: bool, progress: bool | None, on_step: Callable[[int], None] | None) -> dict:
+def _run(
+    params: Params, name: str, resume: bool, progress: bool | None, on_step: Callable[[int], None] | None, dirs: Dirs
+) -> dict:
     cfg, common = params.generator_config(name), params.train
     data = load_dataset(Path(params.paths.prepared) / "train")
     world, device = distributed.start(setup_device(params.runtime), params.runtime.threads)
     model = _build(name, cfg, data, common.seed, device, fast_path(params.runtime, device)["channels_last"])
     optimizers = model.make_optimizers()
-    out = Path(params.paths.models) / name
-    partial = out.with_name(f"{name}.partial")
+    partial = dirs.partial
     meta = {"seed": common.seed, "class_names": data.class_names, "data_sha256": _expect(params, name)["data_sha256"]}
     meta.update({"world_size": world.size} if world.distributed else {})
-    meta.update({"select": _select_meta(params)} if common.select_every else {})
-    start, rows, picks = _restore(params, name, model, optimizers, partial, world, resume)
+    every = _select_every(params, name)
+    meta.update({"select": _select_meta(params, name)} if every else {})
+    start, rows, picks = _restore(params, name, model, optimizers, dirs, world, resume)
 
     def save(step: int) -> None:
         _save(partial, model, optimizers, step, meta, rows, world, picks)
 
     hooks = [LossTable(rows, common.log_every, cfg.steps)]
-    if common.select_every and world.main:  # rank 0 scores; the others wait for it at the next step's collectives
+    if every and world.main:  # rank 0 scores; the others wait for it at the next step's collectives
         scorer = ValScorer(params, name, device)
-        hooks.append(Select(scorer, picks, common.select_every, cfg.steps, common.select_metric, partial, meta))
+        hooks.append(Select(scorer, picks, every, cfg.steps, common.select_metric, partial, meta))
     hooks.append(Every(common.checkpoint_every, cfg.steps, save))
     hooks += [OnStep(on_step)] if on_step is not None else []
     images, labels, fast = data.images.to(device), data.labels.to(device), fast_path(params.runtime, device)
@@ -149,12 +179,91 @@ def _run(params: Params, name: str, resume: bool, progress: bool | None, on_step
     seconds = time.perf_counter() - t0
     save(cfg.steps)
     summary = _summary(name, cfg, start, seconds, len(data.labels), device, world)
-    summary.update(_selected(picks, common.select_metric) if common.select_every else {})
+    summary.update(_selected(picks, common.select_metric) if every else {})
     if world.main:
-        _finish(params, name, partial, out, rows, summary, picks)
+        _finish(params, name, dirs, rows, summary, picks)
+        if dirs == Dirs.of(params, name):  # a run of its own (not one seed of several): its selection record
+            table = _seed_table([{"seed": common.seed, **_kept(summary)}], common.select_metric)
+            write_json(dirs.out.with_name(f"{name}.selection.json"), table)
     world.barrier()
     distributed.stop(world)
     return summary
+
+
+def _run_seeds(
+    params: Params, name: str, resume: bool, progress: bool | None, on_step: Callable[[int], None] | None
+) -> dict:
+    """One run per seed of ``train.seeds``, one after another, each scored on the real val split; the best
+    seed's selected snapshot becomes the generator (``selected.pt``). The model folder keeps every seed's run
+    (``seed-<s>/``, each resumable) and ``seeds.json``; ``<name>.selection.json`` (DVC metrics) has each seed's
+    val score, the winner and the spread."""
+    top = Dirs.of(params, name)
+    work = top.out.with_name(f"{name}.seeds.partial")  # a *.partial: ignored by git and DVC
+    work.mkdir(parents=True, exist_ok=True)
+    metric, results = params.train.select_metric, []
+    rows_by_seed: dict[int, tuple[list, list]] = {}
+    for seed in params.train.seeds:
+        one = params.model_copy(update={"train": params.train.model_copy(update={"seed": seed})})
+        dirs = Dirs(work / f"seed-{seed}", work / f"seed-{seed}.partial", work / f".seed-{seed}.losses")
+        finished = top.out / f"seed-{seed}"
+        if resume and not dirs.out.exists() and not dirs.partial.exists() and finished.is_dir():
+            shutil.copytree(finished, dirs.out)  # the last finished multi-seed run's: resumed, not retrained
+        summary = _run(one, name, resume, progress, on_step, dirs)
+        results.append({"seed": seed, **_kept(summary)})
+        rows_by_seed[seed] = (_read_rows(dirs.out / LOSSES), _read_rows(dirs.out / checkpoint.SELECTION))
+    table = _seed_table(results, metric)
+    winner = table["winner"]
+    for f in (checkpoint.SELECTED, Path(checkpoint.SELECTED).with_suffix(".json").name):
+        shutil.copy2(work / f"seed-{winner}" / f, work / f)
+    write_json(work / "seeds.json", table)
+    write_json(work / "params.json", resolved(params))
+    summary = {"generator": name, "steps": params.generator_config(name).steps, "device": results[0]["device"]}
+    summary.update({k: v for k, v in results[table["seeds"].index(winner)].items() if k.startswith("selected")})
+    summary["selected_seed"] = winner
+    write_json(work / "summary.json", summary)
+    for seed in params.train.seeds:
+        shutil.rmtree(work / f".seed-{seed}.losses", ignore_errors=True)
+    _write_seed_plots(top.plots, rows_by_seed)
+    write_json(top.out.with_name(f"{name}.selection.json"), table)
+    replace_dir(work, top.out)
+    return {**summary, "seeds": table["scores"]}
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _seed_table(results: list[dict], metric: str) -> dict:
+    """Each seed's best val score and step, the winner (the lowest score; the first of equal ones) and the
+    spread (max - min); scores are null for a run not scored on val (``train.select_every: 0``)."""
+    scores = [r["selected_scores"][metric] if "selected_scores" in r else None for r in results]
+    finite = [x if x is not None and x == x else float("inf") for x in scores]
+    best = min(range(len(results)), key=lambda i: finite[i])
+    spread = max(finite) - min(finite) if all(x < float("inf") for x in finite) else None
+    return {
+        "metric": metric,
+        "seeds": [r["seed"] for r in results],
+        "scores": scores,
+        "steps": [r.get("selected_step") for r in results],
+        "winner": results[best]["seed"],
+        "best": scores[best],
+        "spread": spread,
+    }
+
+
+def _write_seed_plots(folder: Path, rows_by_seed: dict[int, tuple[list, list]]) -> None:
+    """``seed-<s>-<key>.csv`` (step, value) for every loss and val criterion of every seed."""
+    with atomic_dir(folder) as tmp:
+        for seed, tables in rows_by_seed.items():
+            for table in tables:
+                for key in sorted({k for r in table for k in r} - {"step"}):
+                    with open(tmp / f"seed-{seed}-{key}.csv", "w", newline="") as f:
+                        writer = csv.writer(f)
+                        writer.writerow(["step", key])
+                        writer.writerows([r["step"], r[key]] for r in table if key in r)
 
 
 def _summary(name: str, cfg, start: int, seconds: float, n: int, device: torch.device, world: World) -> dict:
@@ -173,16 +282,17 @@ def _progress_bar(progress: bool | None, start: int, total: int, desc: str) -> C
     return bar
 
 
-def _finish(
-    params: Params, name: str, partial: Path, out: Path, rows: list[dict], summary: dict, picks: list[dict]
-) -> None:
+def _finish(params: Params, name: str, dirs: Dirs, rows: list[dict], summary: dict, picks: list[dict]) -> None:
     """The run's parameters, its summary and loss plots, then the finished run replaces ``out`` whole."""
-    write_json(partial / "params.json", resolved(params))
+    write_json(dirs.partial / "params.json", resolved(params))
     # the file holds only what the inputs decide (byte-reproducible); timings and resumption are printed
-    kept = ("generator", "steps", "device") + tuple(k for k in summary if k.startswith("selected"))
-    write_json(partial / "summary.json", {k: summary[k] for k in kept})
-    _write_loss_plots(checkpoint.loss_plots(params.paths.models, name), rows, picks)
-    replace_dir(partial, out)
+    write_json(dirs.partial / "summary.json", _kept(summary))
+    _write_loss_plots(dirs.plots, rows, picks)
+    replace_dir(dirs.partial, dirs.out)
+
+
+def _kept(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k in ("generator", "steps", "device") or k.startswith("selected")}
 
 
 def _selected(picks: list[dict], metric: str) -> dict:
@@ -230,11 +340,11 @@ def _build(name: str, cfg, data, seed: int, device: torch.device, channels_last:
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def _restore(params: Params, name: str, model, optimizers, partial: Path, world: World, resume: bool):
+def _restore(params: Params, name: str, model, optimizers, dirs: Dirs, world: World, resume: bool):
     """(start step, loss rows, selection rows): from the run to resume (weights, optimizer and RNG states),
-    else (0, [], []); leaves ``partial`` ready for this run's checkpoints (rank 0 prepares it; every rank
+    else (0, [], []); leaves ``dirs.partial`` ready for this run's checkpoints (rank 0 prepares it; every rank
     reads)."""
-    out, cfg = Path(params.paths.models) / name, params.generator_config(name)
+    out, partial, cfg = dirs.out, dirs.partial, params.generator_config(name)
     start, rows, picks = 0, [], []
     source, info = _resume_point(out, partial, _expect(params, name), world.size) if resume else (None, {})
     _check_world(source, info, world.size)

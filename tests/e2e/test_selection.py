@@ -100,3 +100,42 @@ def test_changing_the_selection_starts_over(project):
     summary = train.run(again, "cgan", progress=False)
     assert summary["resumed_from"] == 0
     assert [int(r["step"]) for r in _curve(project / "change/cgan")] == [3, 6]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_several_seeds_keep_the_best_on_val_and_a_rerun_trains_nothing(project):
+    params = _params(project, "seeds", select_every=3, select_images=200, seeds=[0, 1])
+    summary = train.run(params, "cgan", progress=False)
+    out = project / "seeds/cgan"
+    table = json.loads((project / "seeds/cgan.selection.json").read_text())
+    assert table["seeds"] == [0, 1] and table["metric"] == "val_fid_ratio"
+    scores = table["scores"]
+    assert table["winner"] == [0, 1][scores.index(min(scores))] == summary["selected_seed"]
+    assert table["spread"] == pytest.approx(max(scores) - min(scores))
+    winner = out / f"seed-{table['winner']}"
+    assert (out / checkpoint.SELECTED).read_bytes() == (winner / checkpoint.SELECTED).read_bytes()
+    assert json.loads((out / "seeds.json").read_text()) == table
+    plots = checkpoint.loss_plots(params.paths.models, "cgan")
+    assert {"seed-0-val_fid_ratio.csv", "seed-1-val_fid_ratio.csv"} <= {p.name for p in plots.iterdir()}
+    # seed 0's run is the plain run of seed 0; seed 1's is another
+    w0, w1 = (checkpoint.read(out / f"seed-{s}")[1]["model"] for s in (0, 1))
+    plain = checkpoint.read(project / "plain/cgan")[1]["model"] if (project / "plain/cgan").exists() else None
+    assert plain is None or all(torch.equal(w0[k], plain[k]) for k in w0)
+    assert not all(torch.equal(w0[k], w1[k]) for k in w0)
+    before = _tree(out)
+    again = train.run(params, "cgan", progress=False)
+    assert again["selected_seed"] == summary["selected_seed"] and _tree(out) == before  # resumed, nothing trained
+    sample.run(params, "cgan", progress=False)
+    meta = pd.read_parquet(Path(params.paths.synthetic) / "cgan/metadata.parquet")
+    assert set(meta["checkpoint_sha256"]) == {sha256_file(out / checkpoint.SELECTED)}
+
+
+def test_a_single_run_records_its_selection_too(project):
+    params = _params(project, "single", **SELECT)
+    train.run(params, "cgan", progress=False)
+    table = json.loads((project / "single/cgan.selection.json").read_text())
+    assert table["seeds"] == [0] and table["winner"] == 0 and table["spread"] == 0.0
+    assert table["steps"] == [json.loads((project / "single/cgan/summary.json").read_text())["selected_step"]]
