@@ -141,6 +141,11 @@ class SampleParams(Section):
     format: Literal["imagefolder", "webdataset"] = Field(
         "imagefolder", description="imagefolder: one PNG per image in class folders; webdataset: one tar per shard"
     )
+    mixture: bool = Field(
+        False,
+        description="draw each class from every training seed's selected generator (train.seeds), weighted by "
+        "1 / val score; each image's checkpoint_sha256 says which one made it",
+    )
     tar_compression: Literal["none", "gzip"] = Field(
         "none",
         description="webdataset shards: none (train-000000.tar) or gzip (.tar.gz: much smaller for small images)",
@@ -284,6 +289,11 @@ class Params(Section):
             raise ValueError(
                 f"publish.generator {self.publish.generator!r} is not in generators {self.generators}; "
                 "use 'auto' or one of them"
+            )
+        if self.sample.mixture and (self.filter.enabled or len(self.train.seeds) < 2):
+            raise ValueError(
+                "sample.mixture draws from the generators of several train.seeds (at least 2) and without "
+                "filter.enabled; set train.seeds or turn sample.mixture off"
             )
         if self.filter.enabled and self.sample.format != "imagefolder":
             raise ValueError(

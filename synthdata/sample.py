@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import json
 import os
 from pathlib import Path
 from typing import Callable, Iterable
@@ -24,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from synthdata import locks, tars
-from synthdata.checkpoint import load_generator
+from synthdata.checkpoint import SELECTED, load_generator
 from synthdata.dataset import (
     METADATA_SCHEMA,
     DatasetWriter,
@@ -36,7 +37,7 @@ from synthdata.dataset import (
 from synthdata.errors import SynthdataError
 from synthdata.executors import dask_address
 from synthdata.filtering import CLASS_STRIDE, FilterClassifier, filtered_class
-from synthdata.fsutil import atomic_dir, check_free_space, existing_ancestor, link_or_copy, write_json
+from synthdata.fsutil import atomic_dir, check_free_space, existing_ancestor, link_or_copy, sha256_file, write_json
 from synthdata.params import Params, SampleParams, resolved
 from synthdata.runtime import setup_device
 from synthdata.shards import Plan, Shard, ShardJob, make, sweep
@@ -94,10 +95,13 @@ def _run(params: Params, name: str, checkpoint, progress: bool | None, shards: S
     plan = Plan(counts, params.sample.seed)
     check_space(params, name, plan.total, model.image_shape, len(real_meta))
     provenance = _provenance(params, name, model.checkpoint_sha256, plan.total)
+    mixture = _mixture(params, name, counts, checkpoint) if params.sample.mixture else None
+    if mixture:
+        provenance[1] = mixture.pop("line")
     with contextlib.ExitStack() as stack:
         syn_dir = stack.enter_context(atomic_dir(Path(params.paths.synthetic) / name))
         aug_dir = stack.enter_context(atomic_dir(Path(params.paths.augmented) / name))
-        _write_synthetic(syn_dir, model, plan, counts, provenance, params, name, device, progress, shards)
+        _write_synthetic(syn_dir, model, plan, counts, provenance, params, name, device, progress, shards, mixture)
         write_json(syn_dir / "params.json", resolved(params))
         _write_augmented(aug_dir, syn_dir, real_dir, real_meta, model.class_names, provenance, params, name, plan.total)
     n_aug = plan.total + len(real_meta)
@@ -134,6 +138,7 @@ def _write_synthetic(
     device: torch.device,
     progress: bool | None,
     shards: ShardMaker | None,
+    mixture: dict | None = None,
 ) -> None:
     """The synthetic dataset, shard by shard or (filtered) class by class, with its card (``provenance``
     gains the filter's line)."""
@@ -141,7 +146,8 @@ def _write_synthetic(
     bar = tqdm(total=plan.total, desc=f"sample {name}", unit="img", mininterval=1.0, disable=disable)
     card = functools.partial(_card, name, plan.total, model.class_names, provenance, params.sample.format)
     if not params.filter.enabled:
-        _write_sharded(syn_dir, _job(params, name, model, counts, device, syn_dir), params, bar, shards)
+        job = _job(params, name, model, counts, device, syn_dir, mixture)
+        _write_sharded(syn_dir, job, params, bar, shards)
         finish_dataset(syn_dir, model.class_names, card(dict(zip(model.class_names, counts))))
         bar.close()
         return
@@ -159,7 +165,9 @@ def _card(name: str, total: int, class_names: list[str], provenance: list[str], 
     return dataset_card(f"Synthetic {name} dataset", summary, counts, class_names, provenance, LICENSE, form)
 
 
-def _job(params: Params, name: str, model, counts: list[int], device: torch.device, root: Path) -> ShardJob:
+def _job(
+    params: Params, name: str, model, counts: list[int], device: torch.device, root: Path, mixture: dict | None = None
+) -> ShardJob:
     return ShardJob(
         checkpoint=model.checkpoint_path,
         root=str(root.resolve()),
@@ -172,7 +180,41 @@ def _job(params: Params, name: str, model, counts: list[int], device: torch.devi
         format=params.sample.format,
         compression=params.sample.tar_compression,
         device=params.runtime.device if dask_address(params.runtime) else str(device),
+        **(mixture or {}),
     )
+
+
+def _mixture(params: Params, name: str, counts: list[int], checkpoint) -> dict:
+    """The components of ``sample.mixture``: every training seed's selected generator, weighted by 1 / its val
+    score; each class's count split by largest remainders (ties to the earlier seed)."""
+    folder = Path(params.paths.models) / name
+    table_path = folder / "seeds.json"
+    if checkpoint is not None or not table_path.is_file():
+        raise SynthdataError(
+            f"sample.mixture: {table_path} not found (it draws from the generators of a run with train.seeds, "
+            "not from --checkpoint); run 'synthdata train' with train.seeds, or turn sample.mixture off"
+        )
+    table = json.loads(table_path.read_text())
+    components, weights = [], []
+    for seed, score in zip(table["seeds"], table["scores"]):
+        path = folder / f"seed-{seed}" / SELECTED
+        components.append((str(path.resolve()), sha256_file(path)))
+        weights.append(1.0 / score if score is not None and 0 < score < float("inf") else 0.0)
+    if not sum(weights):
+        raise SynthdataError(f"sample.mixture: no seed in {table_path} has a finite val score; train again")
+    w = np.asarray(weights) / sum(weights)
+    split = []
+    for n in counts:
+        share = n * w
+        base = np.floor(share).astype(np.int64)
+        extra = np.argsort(-(share - base), kind="stable")[: n - int(base.sum())]
+        base[extra] += 1
+        split.append(tuple(int(x) for x in base))
+    parts = ", ".join(
+        f"seed {s} ({sha[:12]}..., weight {x:.3f})" for s, (_, sha), x in zip(table["seeds"], components, w)
+    )
+    line = f"mixture of the generators of training seeds: {parts} (per image: the `checkpoint_sha256` column)"
+    return {"mixture": tuple(components), "split": tuple(split), "line": line}
 
 
 def _write_sharded(syn_dir: Path, job: ShardJob, params: Params, bar, shards: ShardMaker | None) -> None:

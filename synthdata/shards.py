@@ -64,6 +64,10 @@ class ShardJob:
     level: int = 1  # PNG compression level
     format: str = "imagefolder"  # or "webdataset": shard k is the tar train-<k:06d>.tar (synthdata.tars)
     compression: str = "none"  # webdataset tars: none | gzip (train-<k:06d>.tar.gz)
+    # a mixture (sample.mixture): (checkpoint, sha256) of every component, and per class how many of its rows each
+    # makes, in order (class k's first split[k][0] rows from component 0, ...); empty: ``checkpoint`` makes all
+    mixture: tuple[tuple[str, str], ...] = ()
+    split: tuple[tuple[int, ...], ...] = ()
 
     @property
     def total(self) -> int:
@@ -75,6 +79,12 @@ class ShardJob:
 
     def rows(self, k: int) -> tuple[int, int]:
         return k * self.shard_size, min((k + 1) * self.shard_size, self.total)
+
+    def components(self, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Which mixture component makes each row (from the row's place in its class alone)."""
+        starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
+        bounds = np.cumsum(np.asarray(self.split, dtype=np.int64), axis=1)  # (classes, components)
+        return ((rows - starts[labels])[:, None] >= bounds[labels]).sum(axis=1)
 
 
 @dataclass
@@ -91,7 +101,7 @@ def sweep(root: str | os.PathLike, class_names) -> int:
     return len(stale)
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=8)
 def _model(checkpoint: str, sha256: str, device: str):
     from synthdata.checkpoint import load_generator
     from synthdata.runtime import pick_device
@@ -102,13 +112,34 @@ def _model(checkpoint: str, sha256: str, device: str):
     return model
 
 
+def _generate(job: ShardJob, rows: np.ndarray, labels: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, list]:
+    """The rows' images and the sha256 of the checkpoint that made each (a row's image depends on its label and
+    seed alone, however the rows are grouped: ``Generator.generate_from_seeds``)."""
+    if not job.mixture:
+        model = _model(job.checkpoint, job.checkpoint_sha256, job.device)
+        return model.generate_from_seeds(torch.from_numpy(labels), torch.from_numpy(seeds)).numpy(), [
+            job.checkpoint_sha256
+        ] * len(rows)
+    comp = job.components(rows, labels)
+    images = None
+    for c in np.unique(comp):
+        path, sha = job.mixture[c]
+        at = np.flatnonzero(comp == c)
+        part = _model(path, sha, job.device).generate_from_seeds(
+            torch.from_numpy(labels[at]), torch.from_numpy(seeds[at])
+        )
+        if images is None:
+            images = np.empty((len(rows), *part.shape[1:]), dtype=np.uint8)
+        images[at] = part.numpy()
+    return images, [job.mixture[c][1] for c in comp]
+
+
 def render_shard(job: ShardJob, k: int) -> tuple[pa.Table, list[bytes]]:
     """Shard ``k`` in memory: its metadata rows and PNG bytes (a pure function of ``job`` and ``k``)."""
     lo, hi = job.rows(k)
     plan = Plan(list(job.counts), job.seed)
     labels, seeds = plan.labels(lo, hi), plan.seeds(lo, hi)
-    model = _model(job.checkpoint, job.checkpoint_sha256, job.device)
-    images = model.generate_from_seeds(torch.from_numpy(labels), torch.from_numpy(seeds)).numpy()
+    images, shas = _generate(job, np.arange(lo, hi, dtype=np.int64), labels, seeds)
     n = hi - lo
     folder = (
         [tars.tar_name("train", k, job.compression)] * n
@@ -123,7 +154,7 @@ def render_shard(job: ShardJob, k: int) -> tuple[pa.Table, list[bytes]]:
             "split": ["train"] * n,
             "source": ["synthetic"] * n,
             "generator": [job.name] * n,
-            "checkpoint_sha256": [job.checkpoint_sha256] * n,
+            "checkpoint_sha256": shas,
             "seed": seeds,
             "origin": pa.nulls(n, pa.string()),
             "pixel_sha256": [hashlib.sha256(a.tobytes()).hexdigest() for a in images],
