@@ -23,9 +23,10 @@ from pathlib import Path
 
 from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 from prefect_dask import DaskTaskRunner
 
-from flows.pipeline import PARAMS, _failure, _run_logged
+from flows.pipeline import PARAMS, USER_ERROR, _failure, _run_logged
 from synthdata import sample
 from synthdata.errors import SynthdataError
 from synthdata.executors import DASK_ADDRESS_ENV, tune_worker
@@ -55,6 +56,8 @@ def sample_shards(generator: str, repo: str = ".") -> dict:
     os.chdir(root)  # the stage's paths are relative to the project, as under `dvc repro`
     try:
         summary = sample.run(load_params(PARAMS), generator, progress=False, shards=on_task_runner)
+    except SynthdataError as exc:  # a user's mistake: the flow run fails with its one line, no retry, no traceback
+        return Failed(message=f"{USER_ERROR}sample {generator}: {exc}")
     finally:
         os.chdir(here)
     stage = f"sample@{generator}"
@@ -90,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runner = task_runner(args.dask, max(1, args.workers))
     state = sample_shards.with_options(task_runner=runner)(args.generator, args.repo, return_state=True)
-    return 0 if state.is_completed() else 1
+    if state.is_completed():
+        return 0
+    message = state.message or "the flow run failed"
+    print(f"error: {message.removeprefix(USER_ERROR)}", file=sys.stderr)
+    return 2 if message.startswith(USER_ERROR) else 1
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Does a generator copy its training images? For every synthetic image, the distance to its nearest real
 *train* image, in the domain features and in pixels, against the distances from the real *test* images to the
-train split (images the generator never saw): a synthetic image closer to a train image than the 1st
-percentile of the test-to-train distances is counted as memorized. A generator that returns its training images
-scores 1, one that returns noise 0; real held-out images score about 0.01 by construction.
+train split (images the generator never saw): in each space, a synthetic image closer to a train image than the
+1st percentile of the test-to-train distances is counted as memorized, and the memorized fraction is the larger
+of the two spaces'. A generator that returns its training images scores 1, one that returns noise 0; real
+held-out images score about 0.01 by construction.
 
 Distances are Euclidean, computed in float64 as |q|^2 + |r|^2 - 2 q.r blockwise (for uint8 pixels every term
 is an exact integer, so a copy is at distance 0 exactly), the nearest index the first of equal ones.
@@ -58,8 +59,10 @@ class Verdict:
     closeness: np.ndarray  # (N,) min over spaces of distance / threshold (smallest = most memorized)
 
     def fraction(self, rows: np.ndarray | None = None, space: str | None = None) -> float:
-        f = self.flagged if space is None else self.flagged_by[space]
-        f = f if rows is None else f[rows]
+        """The share of memorized rows in ``space``, or (``None``) the larger of the spaces' shares."""
+        if space is None:
+            return max(self.fraction(rows, s) for s in self.flagged_by)
+        f = self.flagged_by[space] if rows is None else self.flagged_by[space][rows]
         return float(f.mean()) if len(f) else float("nan")
 
 

@@ -9,8 +9,8 @@
   val split, scored on the real test split, over ``evaluate.seeds`` seeds; ``acc_real`` is the reference
   stage's baseline (same seeds, so only the training data differs).
 - ``memorization``: the share of synthetic images nearer a real train image than 99% of the real test images are
-  (domain features or pixels; :mod:`synthdata.memorization`), overall and per class, and a picture of the
-  nearest ones beside their train neighbours.
+  (in domain features and in pixels, the larger share; :mod:`synthdata.memorization`), overall and per class,
+  and a picture of the nearest ones beside their train neighbours.
 """
 
 from __future__ import annotations
@@ -267,8 +267,8 @@ def _write_memorization(folder: Path, result: Result, x: Inputs, generator: str)
     write=_write_memorization,
 )
 def memorization_check(x: Inputs) -> Result:
-    """Share of synthetic images nearer a real train image than 99% of the real test images are (features or
-    pixels), overall and per class."""
+    """Share of synthetic images nearer a real train image than 99% of the real test images are (in features and
+    in pixels, the larger share), overall and per class."""
     if x.nearest is None:
         return Result({"memorized_fraction": None, "memorized_fraction_worst_class": None})  # no neighbours given
     train, test = x.datasets["train"].images, x.datasets["test"].images

@@ -57,3 +57,12 @@ def test_an_unknown_generator_is_refused_in_one_line(committed, capsys):
     assert main(["--generator", "gan", "--repo", str(committed)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "'gan' is not one of" in err
+
+
+def test_a_missing_generator_fails_the_flow_run_in_one_line(prefect_api, committed, capsys):
+    import shutil
+
+    shutil.rmtree(committed / "data/models/cvae")
+    assert main(["--generator", "cvae", "--repo", str(committed), "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: sample cvae: ") and "run 'synthdata train'" in err[0]
