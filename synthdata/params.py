@@ -102,8 +102,12 @@ class TrainCommon(Section):
         description="steps between scorings of the sampling networks on the real val split; the best step's "
         "snapshot is the generator sample uses (synthdata.selection); 0: the last step's",
     )
-    select_metric: Literal["val_fid_ratio", "val_class_fid_ratio_max"] = Field(
-        "val_fid_ratio", description="the selection criterion (lower is better)"
+    select_metric: Literal["val_fid_ratio", "val_class_fid_ratio_max", "val_tstr_error"] = Field(
+        "val_fid_ratio",
+        description="the selection criterion (lower is better); val_tstr_error trains a classifier per scoring",
+    )
+    select_tstr_steps: int = Field(
+        500, gt=0, le=100_000, description="steps of the val_tstr_error classifier (evaluate.classifier otherwise)"
     )
     select_images: int = Field(1000, ge=20, le=100_000, description="images generated per scoring (and real floor)")
     seeds: list[Annotated[int, Field(ge=0)]] = Field(

@@ -5,8 +5,10 @@ Every ``train.select_every`` steps (and at the last one) the sampling networks m
 labels of a seeded subsample of the real train split, latent seeds from the counter-based noise, so every point
 of the curve sees the same noise) and the domain feature extractor of the ``reference`` stage compares them
 with the real **val** split: FID over its floor (the FID of the same number of real train images, same
-labels, against val), overall and for the worst class. The val split is the only held-out data it reads; the
-test split is never opened (a test trains with it removed).
+labels, against val), overall and for the worst class; and, when ``train.select_metric`` is ``val_tstr_error``,
+the error on val of a small classifier trained on those images alone (``evaluate.classifier`` for
+``train.select_tstr_steps`` steps: train on synthetic, test on real val). The val split is the only held-out
+data it reads; the test split is never opened (a test trains with it removed).
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synthdata import features
+from synthdata import classifier, features
 from synthdata.dataset import load_dataset
 from synthdata.metrics.fid import FeatureStats, frechet_distance
 from synthdata.params import Params
 from synthdata.seeding import derive
 
-CRITERIA = ("val_fid_ratio", "val_class_fid_ratio_max")
+CRITERIA = ("val_fid_ratio", "val_class_fid_ratio_max", "val_tstr_error")
 
 
 def _stats(x: np.ndarray, what: str) -> FeatureStats | None:
@@ -46,6 +48,11 @@ class ValScorer:
         self.seeds = torch.arange(n, dtype=torch.int64) + (seed % 2**40)  # one fixed set of noise for every step
         y_val = val.labels.numpy()
         self.classes = len(train.class_names)
+        self.val_images, self.val_labels, self.device = val.images, val.labels, device
+        self.tstr = params.train.select_metric == "val_tstr_error"
+        cfg = params.evaluate.classifier
+        self.tstr_cfg = cfg.model_copy(update={"steps": params.train.select_tstr_steps})
+        self.tstr_seed = derive(seed, "tstr")
         with warnings.catch_warnings():  # few val images per class: biased but comparable from step to step
             warnings.simplefilter("ignore")
             f_val, f_train = self.extractor(val.images), self.extractor(train.images[torch.from_numpy(rows)])
@@ -58,9 +65,9 @@ class ValScorer:
                 for k, v in enumerate(self.val_class)
             ]
 
-    @torch.no_grad()
     def __call__(self, model) -> dict[str, float]:
-        images = model.generate_from_seeds(self.labels, self.seeds)
+        with torch.no_grad():
+            images = model.generate_from_seeds(self.labels, self.seeds)
         f = self.extractor(images)
         y = self.labels.numpy()
         with warnings.catch_warnings():
@@ -71,8 +78,14 @@ class ValScorer:
                 s = _stats(f[y == k], "synthetic")
                 if s is not None and v is not None and self.class_floor[k] > 0:
                     ratios.append(frechet_distance(s, v) / self.class_floor[k])
-        return {
+        scores = {
             "val_fid": fid,
             "val_fid_ratio": fid / self.floor if self.floor > 0 else float("inf"),
             "val_class_fid_ratio_max": max(ratios) if ratios else float("nan"),
         }
+        if self.tstr:
+            net, _ = classifier.fit(
+                images, self.labels, None, None, self.classes, self.tstr_cfg, self.tstr_seed, self.device
+            )
+            scores["val_tstr_error"] = 1.0 - classifier.accuracy(net, self.val_images, self.val_labels)
+        return scores

@@ -75,7 +75,12 @@ def _select_every(params: Params, name: str) -> int:
 
 def _select_meta(params: Params, name: str) -> dict | None:
     t, every = params.train, _select_every(params, name)
-    return {"every": every, "metric": t.select_metric, "images": t.select_images} if every else None
+    if not every:
+        return None
+    meta = {"every": every, "metric": t.select_metric, "images": t.select_images}
+    if t.select_metric == "val_tstr_error":  # the classifier that scores is part of the criterion
+        meta["tstr"] = {**params.evaluate.classifier.model_dump(mode="json"), "steps": t.select_tstr_steps}
+    return meta
 
 
 @dataclass(frozen=True)

@@ -179,3 +179,16 @@ def test_a_mixture_needs_several_seeds(project):
 
     with pytest.raises(SynthdataError, match="sample.mixture draws from the generators of several train.seeds"):
         load_params(write_params(project, generators=["cgan"], sample={"mixture": True}))
+
+
+def test_the_train_on_synthetic_criterion_scores_on_val_and_selects_by_it(project):
+    params = _params(project, "tstr", **SELECT, select_metric="val_tstr_error", select_tstr_steps=20)
+    train.run(params, "cgan", progress=False)
+    curve = _curve(project / "tstr/cgan")
+    errors = [float(r["val_tstr_error"]) for r in curve]
+    assert all(0.0 <= e <= 1.0 for e in errors) and len(errors) == 3
+    summary = json.loads((project / "tstr/cgan/summary.json").read_text())
+    assert summary["selected_step"] == [2, 4, 6][errors.index(min(errors))]
+    # the classifier that scores is part of the criterion: another budget starts the run over
+    again = _params(project, "tstr", **SELECT, select_metric="val_tstr_error", select_tstr_steps=30)
+    assert train.run(again, "cgan", progress=False)["resumed_from"] == 0
