@@ -1,12 +1,12 @@
 """Which val criterion predicts the test result? Checkpoint selection measured on a params profile.
 
-For each generator and training seed: one training run with ``train.select_every`` scoring on the real val
-split (both criteria are computed at every point; the run is repeated with the other ``select_metric`` to keep
-that criterion's best snapshot: training is deterministic, so the curve is the same), then the pipeline's own
-``sample`` and ``evaluate`` on three candidates: the last step, the best by ``val_fid_ratio`` and the best by
-``val_class_fid_ratio_max``. Prints one table (steps, val scores, real-test accuracy of a classifier trained on
-each candidate's synthetic data) and, over all candidates, the Spearman correlation of each criterion with the
-test accuracy (more negative = better predictor: lower val scores should mean higher accuracy).
+For each generator and training seed: one training run per criterion with ``train.select_every`` scoring on the
+real val split (training is deterministic, so every run has the same trajectory; each keeps its criterion's best
+snapshot), then the pipeline's own ``sample`` and ``evaluate`` on the candidates: the last step and the best by
+each criterion (``val_fid_ratio``, ``val_class_fid_ratio_max``, ``val_tstr_error``). Prints one table (steps,
+val scores, real-test accuracy of a classifier trained on each candidate's synthetic data) and, over all
+candidates, the Spearman correlation of each criterion with the test accuracy (more negative = better predictor:
+lower val scores should mean higher accuracy).
 
     python benchmarks/bench_selection.py [--params params.yaml] [--generators cgan cvae] [--seeds 0 1 2]
         [--select-every 100] [--dir WORKDIR] [--set KEY=VALUE ...]
@@ -33,7 +33,7 @@ from synthdata import checkpoint, evaluate, prepare, reference, sample, train  #
 from synthdata.params import load_params  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-CRITERIA = ("val_fid_ratio", "val_class_fid_ratio_max")
+CRITERIA = ("val_fid_ratio", "val_class_fid_ratio_max", "val_tstr_error")
 
 
 def _params(work: Path, base: str, overrides: dict):
@@ -82,6 +82,7 @@ def main() -> None:
             found = {}
             for metric in CRITERIA:
                 o = {**over, "train.seed": seed, "train.select_every": args.select_every, "train.select_metric": metric}
+                o["train.seeds"] = []
                 o["paths.models"] = str(work / "data" / f"models-{metric}-{seed}")
                 p = _params(work, args.params, o)
                 train.run(p, gen, progress=False)
@@ -89,8 +90,11 @@ def main() -> None:
                 found[metric] = (p, out, json.loads((out / "summary.json").read_text()))
             seconds = time.perf_counter() - t
             p, out, summary = found[CRITERIA[0]]
-            with open(out / checkpoint.SELECTION, newline="") as f:
-                curve = {int(r["step"]): r for r in csv.DictReader(f)}
+            curve: dict[int, dict] = {}
+            for _, o, _ in found.values():  # the tstr run's curve adds its column to the same steps
+                with open(o / checkpoint.SELECTION, newline="") as f:
+                    for r in csv.DictReader(f):
+                        curve.setdefault(int(r["step"]), {}).update(r)
             last = max(curve)
             candidates = {"last": (last, out / checkpoint.FILE)}
             for metric, (_, o, s) in found.items():
@@ -103,18 +107,20 @@ def main() -> None:
                 rows.append({"generator": gen, "seed": seed, "candidate": label, "step": step, **vals, **m})
                 points.append((gen, vals, m["acc_synthetic"]))
                 print(
-                    f"{gen} seed {seed} {label:>24}: step {step:>5}  val_fid_ratio {vals[CRITERIA[0]]:.3f}  "
-                    f"val_class {vals[CRITERIA[1]]:.3f}  acc_synthetic {m['acc_synthetic']:.4f}  "
-                    f"acc_augmented {m['acc_augmented']:.4f}  (train x2 {seconds:.0f} s)",
+                    f"{gen} seed {seed} {label:>24}: step {step:>5}  "
+                    + "  ".join(f"{c} {vals[c]:.3f}" for c in CRITERIA)
+                    + f"  acc_synthetic {m['acc_synthetic']:.4f}  acc_augmented {m['acc_augmented']:.4f}"
+                    + f"  (trainings {seconds:.0f} s)",
                     flush=True,
                 )
     print(f"\nprofile {args.params} {' '.join(args.set)}, select_every {args.select_every}\n")
-    print("| generator | seed | candidate | step | val fid/floor | val worst class | acc synthetic | acc real+syn |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| generator | seed | candidate | step | " + " | ".join(CRITERIA) + " | acc synthetic | acc real+syn |")
+    print("| --- " * (6 + len(CRITERIA)) + "|")
     for r in rows:
+        cells = " | ".join(f"{r[c]:.3f}" for c in CRITERIA)
         print(
-            f"| {r['generator']} | {r['seed']} | {r['candidate']} | {r['step']} | {r[CRITERIA[0]]:.3f} | "
-            f"{r[CRITERIA[1]]:.3f} | {r['acc_synthetic']:.4f} | {r['acc_augmented']:.4f} |"
+            f"| {r['generator']} | {r['seed']} | {r['candidate']} | {r['step']} | {cells} | "
+            f"{r['acc_synthetic']:.4f} | {r['acc_augmented']:.4f} |"
         )
     print("\n| criterion | Spearman with test acc_synthetic (all candidates) | per generator |")
     print("| --- | --- | --- |")
