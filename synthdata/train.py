@@ -263,12 +263,7 @@ def _write_seed_plots(folder: Path, rows_by_seed: dict[int, tuple[list, list]]) 
     """``seed-<s>-<key>.csv`` (step, value) for every loss and val criterion of every seed."""
     with atomic_dir(folder) as tmp:
         for seed, tables in rows_by_seed.items():
-            for table in tables:
-                for key in sorted({k for r in table for k in r} - {"step"}):
-                    with open(tmp / f"seed-{seed}-{key}.csv", "w", newline="") as f:
-                        writer = csv.writer(f)
-                        writer.writerow(["step", key])
-                        writer.writerows([r["step"], r[key]] for r in table if key in r)
+            _write_curves(tmp, tables, f"seed-{seed}-")
 
 
 def _summary(name: str, cfg, start: int, seconds: float, n: int, device: torch.device, world: World) -> dict:
@@ -361,11 +356,8 @@ def _restore(params: Params, name: str, model, optimizers, dirs: Dirs, world: Wo
         rng = state["rng"]
         torch.set_rng_state(rng["torch_ranks"][world.rank] if world.distributed else rng["torch"])
         start = min(info["step"], cfg.steps)
-        with open(source / LOSSES, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start]
-        if (source / checkpoint.SELECTION).is_file():
-            with open(source / checkpoint.SELECTION, newline="") as f:
-                picks = [r for r in csv.DictReader(f) if int(r["step"]) <= start]
+        rows = [r for r in _read_rows(source / LOSSES) if int(r["step"]) <= start]
+        picks = [r for r in _read_rows(source / checkpoint.SELECTION) if int(r["step"]) <= start]
         if world.main:
             print(f"train {name}: resuming from {source} at step {start}")
     world.barrier()  # every rank has read the checkpoint before rank 0 touches the partial folder
@@ -385,12 +377,17 @@ def _write_loss_plots(folder: Path, rows: list[dict], picks: list[dict] | None =
     """One ``step,<loss>`` CSV per loss, and one per selection criterion on val (DVC draws one chart per file,
     its last column against ``step``)."""
     with atomic_dir(folder) as tmp:
-        for table in (rows, picks or []):
-            for key in sorted({k for r in table for k in r} - {"step"}):
-                with open(tmp / f"{key}.csv", "w", newline="") as f:
-                    writer = csv.writer(f)
-                    writer.writerow(["step", key])
-                    writer.writerows([r["step"], r[key]] for r in table if key in r)
+        _write_curves(tmp, (rows, picks or []))
+
+
+def _write_curves(folder: Path, tables, prefix: str = "") -> None:
+    """``<prefix><key>.csv`` with the columns step and key, for every key of every table of rows."""
+    for table in tables:
+        for key in sorted({k for r in table for k in r} - {"step"}):
+            with open(folder / f"{prefix}{key}.csv", "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["step", key])
+                writer.writerows([r["step"], r[key]] for r in table if key in r)
 
 
 def _save(
