@@ -9,9 +9,13 @@ candidates, the Spearman correlation of each criterion with the test accuracy (m
 lower val scores should mean higher accuracy).
 
     python benchmarks/bench_selection.py [--params params.yaml] [--generators cgan cvae] [--seeds 0 1 2]
-        [--select-every 100] [--dir WORKDIR] [--set KEY=VALUE ...]
+        [--select-every 100] [--criteria ...] [--dir WORKDIR] [--set KEY=VALUE ...]
 
-The work folder (default: a temporary one) gets ``prepare`` and ``reference`` once; nothing in the repository's
+``--criteria val_tstr_error`` trains once per generator and seed (a ``val_tstr_error`` run records all three
+criteria's curves, but keeps only its own best snapshot): the candidates are then the last step and that one.
+
+The work folder (default: a temporary one) gets ``prepare``, ``reference`` (and ``filter`` when the profile
+filters) once; nothing in the repository's
 ``data/`` is touched.
 """
 
@@ -30,6 +34,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from synthdata import checkpoint, evaluate, prepare, reference, sample, train  # noqa: E402
+from synthdata import filter as filter_stage  # noqa: E402
 from synthdata.params import load_params  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +70,7 @@ def main() -> None:
     ap.add_argument("--generators", nargs="+", default=["cgan", "cvae"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--select-every", type=int, default=100)
+    ap.add_argument("--criteria", nargs="+", choices=CRITERIA, default=list(CRITERIA))
     ap.add_argument("--dir", default=None)
     ap.add_argument("--set", nargs="*", default=[], help="KEY=VALUE overrides of the profile")
     args = ap.parse_args()
@@ -75,12 +81,14 @@ def main() -> None:
     if not (Path(base.paths.reference) / "domain.pt").is_file():
         prepare.run(base)
         reference.run(base)
+    if base.filter.enabled and not any(Path(base.paths.filter).glob("*")):
+        filter_stage.run(base)
     rows, points = [], []
     for gen in args.generators:
         for seed in args.seeds:
             t = time.perf_counter()
             found = {}
-            for metric in CRITERIA:
+            for metric in args.criteria:
                 o = {**over, "train.seed": seed, "train.select_every": args.select_every, "train.select_metric": metric}
                 o["train.seeds"] = []
                 o["paths.models"] = str(work / "data" / f"models-{metric}-{seed}")
@@ -89,7 +97,7 @@ def main() -> None:
                 out = Path(p.paths.models) / gen
                 found[metric] = (p, out, json.loads((out / "summary.json").read_text()))
             seconds = time.perf_counter() - t
-            p, out, summary = found[CRITERIA[0]]
+            p, out, summary = found[args.criteria[0]]
             curve: dict[int, dict] = {}
             for _, o, _ in found.values():  # the tstr run's curve adds its column to the same steps
                 with open(o / checkpoint.SELECTION, newline="") as f:
@@ -103,7 +111,7 @@ def main() -> None:
             for label, (step, ckpt) in candidates.items():
                 m = scored.get(step) or _score(p, gen, ckpt, f"{gen}-{seed}-{label}")
                 scored[step] = m
-                vals = {c: float(curve[step][c]) for c in CRITERIA}
+                vals = {c: float(curve[step].get(c) or "nan") for c in CRITERIA}
                 rows.append({"generator": gen, "seed": seed, "candidate": label, "step": step, **vals, **m})
                 points.append((gen, vals, m["acc_synthetic"]))
                 print(

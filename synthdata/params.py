@@ -103,8 +103,9 @@ class TrainCommon(Section):
         "snapshot is the generator sample uses (synthdata.selection); 0: the last step's",
     )
     select_metric: Literal["val_fid_ratio", "val_class_fid_ratio_max", "val_tstr_error"] = Field(
-        "val_fid_ratio",
-        description="the selection criterion (lower is better); val_tstr_error trains a classifier per scoring",
+        "val_tstr_error",
+        description="the selection criterion (lower is better); val_tstr_error (train on synthetic, test on val) "
+        "trains a classifier per scoring and is the one that predicts the test result (docs/results/quality.md)",
     )
     select_tstr_steps: int = Field(
         500, gt=0, le=100_000, description="steps of the val_tstr_error classifier (evaluate.classifier otherwise)"

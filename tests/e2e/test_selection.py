@@ -23,7 +23,7 @@ from synthdata.selection import ValScorer
 from tests.conftest import TINY_TRAIN, write_params
 
 pytestmark = pytest.mark.e2e
-SELECT = {"select_every": 2, "select_images": 200}
+SELECT = {"select_every": 2, "select_images": 200, "select_metric": "val_fid_ratio"}  # the fast criterion
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_a_killed_selecting_run_resumes_to_the_same_selection(project):
 def test_changing_the_selection_starts_over(project):
     params = _params(project, "change", **SELECT)
     train.run(params, "cgan", progress=False)
-    again = _params(project, "change", select_every=3, select_images=200)
+    again = _params(project, "change", **{**SELECT, "select_every": 3})
     summary = train.run(again, "cgan", progress=False)
     assert summary["resumed_from"] == 0
     assert [int(r["step"]) for r in _curve(project / "change/cgan")] == [3, 6]
@@ -107,7 +107,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_several_seeds_keep_the_best_on_val_and_a_rerun_trains_nothing(project):
-    params = _params(project, "seeds", select_every=3, select_images=200, seeds=[0, 1])
+    params = _params(project, "seeds", **{**SELECT, "select_every": 3}, seeds=[0, 1])
     summary = train.run(params, "cgan", progress=False)
     out = project / "seeds/cgan"
     table = json.loads((project / "seeds/cgan.selection.json").read_text())
@@ -144,7 +144,7 @@ def test_a_single_run_records_its_selection_too(project):
 def test_a_mixture_draws_every_class_from_each_seed_and_keeps_per_image_provenance(project):
     from synthdata.dataset import load_dataset
 
-    over = {"select_every": 3, "select_images": 200, "seeds": [0, 1]}
+    over = {**SELECT, "select_every": 3, "seeds": [0, 1]}
     raw = write_params(project, generators=["cgan"], train={**TINY_TRAIN, **over})
     params = load_params(raw, {"paths.models": str(project / "mix-models"), "sample.mixture": True})
     params = params.model_copy(update={"sample": params.sample.model_copy(update={"per_class": 5, "shard_size": 7})})
@@ -182,7 +182,7 @@ def test_a_mixture_needs_several_seeds(project):
 
 
 def test_the_train_on_synthetic_criterion_scores_on_val_and_selects_by_it(project):
-    params = _params(project, "tstr", **SELECT, select_metric="val_tstr_error", select_tstr_steps=20)
+    params = _params(project, "tstr", **{**SELECT, "select_metric": "val_tstr_error"}, select_tstr_steps=20)
     train.run(params, "cgan", progress=False)
     curve = _curve(project / "tstr/cgan")
     errors = [float(r["val_tstr_error"]) for r in curve]
@@ -190,5 +190,5 @@ def test_the_train_on_synthetic_criterion_scores_on_val_and_selects_by_it(projec
     summary = json.loads((project / "tstr/cgan/summary.json").read_text())
     assert summary["selected_step"] == [2, 4, 6][errors.index(min(errors))]
     # the classifier that scores is part of the criterion: another budget starts the run over
-    again = _params(project, "tstr", **SELECT, select_metric="val_tstr_error", select_tstr_steps=30)
+    again = _params(project, "tstr", **{**SELECT, "select_metric": "val_tstr_error"}, select_tstr_steps=30)
     assert train.run(again, "cgan", progress=False)["resumed_from"] == 0
