@@ -15,8 +15,7 @@ lower val scores should mean higher accuracy).
 criteria's curves, but keeps only its own best snapshot): the candidates are then the last step and that one.
 
 The work folder (default: a temporary one) gets ``prepare``, ``reference`` (and ``filter`` when the profile
-filters) once; nothing in the repository's
-``data/`` is touched.
+filters) once; nothing in the repository's ``data/`` is touched.
 """
 
 from __future__ import annotations
